@@ -1,0 +1,1 @@
+"""Experiment configs: one file per objective, each runnable as written in its docstring."""

@@ -1,0 +1,20 @@
+"""CLIP: symmetric InfoNCE over the global batch (Radford et al. 2021).
+
+Laptop CPU, embedded data (a few minutes):
+    python main.py --config=configs/clip.py --workdir=/tmp/clip
+
+At scale, e.g. a TPU pod or GPU cluster:
+    python main.py --config=configs/clip.py:model=B/16,batch=32768,steps=100000 \
+        --workdir=gs://bucket/clip_b16
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg=None):
+  args = common.parse(arg)
+  config = common.base(args)
+  config.objectives = ml_collections.ConfigDict({"clip": {"weight": 1.0}})
+  return config

@@ -1,0 +1,90 @@
+"""The fields every lang_image config has, and the arg string they scale by.
+
+Arg string keys (e.g. `configs/clip.py:model=B/16,batch=32768,steps=100000`):
+  model  ViT variant and patch, e.g. mu/8 (CPU), Ti/16, S/16, B/16, L/14, So400m/14;
+         the text tower takes the same width name.
+  batch  global batch size (image-text pairs per step).
+  steps  number of optimizer steps.
+  res    image resolution (default: 64 for the mu CPU model, 224 otherwise).
+  data   the training data; 'shapes' is the embedded dataset, generated on first use.
+  seed   seed of parameters, data order and every random choice.
+"""
+
+import math
+
+import ml_collections
+
+from lang_image import config as config_lib
+
+ARG_DEFAULTS = dict(model="mu/8", batch=128, steps=1000, res=0, data="shapes", seed=0)
+
+# Joint embedding width per tower size; the CPU model is narrow to stay fast.
+EMBED_DIM = {"mu": 128, "Ti": 256, "S": 384, "M": 512, "B": 512, "L": 768, "So400m": 1152,
+             "H": 1024, "g": 1024}
+
+
+def parse(arg):
+  return config_lib.parse_arg(arg, **ARG_DEFAULTS)
+
+
+def base(args) -> ml_collections.ConfigDict:
+  """A complete config without objectives; each objective's file adds `objectives`."""
+  size = args.model.split("/")[0]
+  tiny = size == "mu"
+  c = ml_collections.ConfigDict()
+  c.seed = args.seed
+  c.total_steps = args.steps
+  c.batch_size = args.batch
+
+  c.model = ml_collections.ConfigDict(dict(
+      image=args.model,
+      text=size,
+      image_size=args.res or (64 if tiny else 224),
+      max_len=24 if args.data == "shapes" else 64,
+      embed_dim=EMBED_DIM.get(size, 512),
+      image_pool="gap" if tiny else "cls",
+      text_pool="eot",
+      dtype="float32",
+      logit_scale_init=math.log(1 / 0.07),
+      logit_scale_max=math.log(100.0),
+  ))
+
+  c.data = ml_collections.ConfigDict(dict(
+      name=args.data,
+      # Empty means $LANG_IMAGE_DATA_DIR or ~/.cache/lang_image.
+      data_dir="",
+      # Embedded dataset size: 'default' or 'tiny' (for tests).
+      variant="default",
+      # Empty means the tokenizer kept with the dataset (trained on first use).
+      tokenizer="",
+      vocab_size=1000,
+      prefetch=4,
+      threads=2,
+  ))
+
+  c.optim = ml_collections.ConfigDict(dict(
+      lr=1e-3 if tiny else 5e-4,
+      warmup_steps=max(1, args.steps // 10),
+      min_lr_ratio=0.0,
+      b1=0.9,
+      b2=0.98,
+      eps=1e-6,
+      weight_decay=0.1 if tiny else 0.2,
+      grad_clip=1.0,
+  ))
+
+  # Device mesh; -1 means 'all remaining devices'.
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
+
+  c.log_every = 50
+  c.checkpoint_every = 200
+  c.keep_checkpoints = 3
+  c.eval_every = 0  # 0: evaluate only at the end.
+  c.eval = ml_collections.ConfigDict(dict(
+      split="test",
+      batch_size=256,
+      zero_shot=True,
+      retrieval=True,
+  ))
+  c.profile_steps = 0  # >0: capture a profiler trace of this many steps after warm-up.
+  return c

@@ -1,0 +1,1 @@
+"""lang_image: language-image pretraining in JAX/Flax."""

@@ -1,0 +1,166 @@
+"""Config helpers: compact arg strings and validation before anything compiles.
+
+A config file's `get_config(arg)` receives the text after the colon in
+`--config=configs/clip.py:model=B/16,batch=4096`; `parse_arg` turns it into typed values.
+`validate` checks a finished config against the machine and raises `ConfigError` with one
+sentence that names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+  """A user-fixable problem with the config or the environment."""
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """Parses 'k1=v1,k2=v2' into a ConfigDict typed like `defaults`."""
+  values = ml_collections.ConfigDict(defaults)
+  if not arg:
+    return values
+  for item in arg.split(","):
+    if not item.strip():
+      continue
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep:
+      raise ConfigError(f"config argument '{item}' has no '=': write it as key=value, "
+                        f"with keys among {sorted(defaults)}.")
+    if key not in defaults:
+      raise ConfigError(f"unknown config argument '{key}'; the known ones are "
+                        f"{sorted(defaults)}.")
+    values[key] = _convert(key, raw.strip(), defaults[key])
+  return values
+
+
+def _convert(key, raw, default):
+  kind = type(default)
+  try:
+    if kind is bool:
+      if raw.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(raw)
+      return raw.lower() in ("true", "1")
+    return kind(raw)
+  except ValueError:
+    raise ConfigError(f"config argument {key}={raw!r} is not a valid {kind.__name__}; "
+                      f"give a value like {default!r}.") from None
+
+
+def mesh_shape(mesh_cfg, device_count: int) -> tuple[int, int]:
+  """Resolves `config.mesh` (data, fsdp; -1 means 'the rest') against the device count."""
+  sizes = {"data": int(mesh_cfg.data), "fsdp": int(mesh_cfg.fsdp)}
+  free = [k for k, v in sizes.items() if v == -1]
+  if len(free) > 1:
+    raise ConfigError("config.mesh has -1 for more than one axis; give explicit sizes for all "
+                      "but one of 'data' and 'fsdp'.")
+  if any(v == 0 or v < -1 for v in sizes.values()):
+    raise ConfigError(f"config.mesh sizes must be positive or -1, got {sizes}.")
+  fixed = math.prod(v for v in sizes.values() if v != -1)
+  if free:
+    if device_count % fixed:
+      raise ConfigError(f"config.mesh {sizes} cannot cover {device_count} devices: "
+                        f"{device_count} is not divisible by {fixed}; change the mesh sizes.")
+    sizes[free[0]] = device_count // fixed
+  if sizes["data"] * sizes["fsdp"] != device_count:
+    raise ConfigError(f"config.mesh {sizes} uses {sizes['data'] * sizes['fsdp']} devices but "
+                      f"{device_count} are present; make data * fsdp equal {device_count} "
+                      "or use -1 for one axis.")
+  return sizes["data"], sizes["fsdp"]
+
+
+def default_data_dir() -> str:
+  return os.environ.get("LANG_IMAGE_DATA_DIR",
+                        os.path.join(os.path.expanduser("~"), ".cache", "lang_image"))
+
+
+def validate(config, workdir: str | None, device_count: int | None = None) -> None:
+  """Raises ConfigError on the first problem found; touches no accelerator."""
+  # Imported here so that reading a config file stays cheap.
+  from lang_image import objectives
+  from lang_image.models import variants
+
+  if device_count is None:
+    import jax
+    device_count = jax.device_count()
+  data, fsdp = mesh_shape(config.mesh, device_count)
+  if config.batch_size <= 0 or config.batch_size % (data * fsdp):
+    raise ConfigError(f"global batch {config.batch_size} is not divisible by the {data * fsdp} "
+                      f"data-parallel devices (mesh data={data}, fsdp={fsdp}); pick a batch "
+                      f"that is a multiple of {data * fsdp}.")
+  if config.total_steps <= 0:
+    raise ConfigError(f"config.total_steps must be positive, got {config.total_steps}.")
+  if not (math.isfinite(config.optim.lr) and config.optim.lr > 0):
+    raise ConfigError(f"config.optim.lr must be a positive finite number, got {config.optim.lr}.")
+  objectives.check_config(config.objectives)
+  try:
+    vit = variants.parse_vit(config.model.image)
+    variants.parse_text(config.model.text)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  if config.model.image_size % vit.patch:
+    raise ConfigError(f"image size {config.model.image_size} is not divisible by patch "
+                      f"{vit.patch} of '{config.model.image}'; change config.model.image_size.")
+  _check_data_dir(config.data.data_dir)
+  if workdir is not None:
+    _check_workdir(workdir)
+
+
+def _check_data_dir(path: str) -> None:
+  if not path:  # The default cache directory is created on first use.
+    return
+  if not os.path.isdir(path):
+    raise ConfigError(f"data directory '{path}' does not exist; create it, point "
+                      "config.data.data_dir at the right place, or leave it empty for the "
+                      "default cache.")
+  if not os.access(path, os.R_OK | os.X_OK):
+    raise ConfigError(f"data directory '{path}' is not readable; fix its permissions or "
+                      "choose another config.data.data_dir.")
+
+
+def _check_workdir(workdir: str) -> None:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write_probe"):
+      pass
+  except OSError as e:
+    raise ConfigError(f"workdir '{workdir}' cannot be written ({e.strerror}); choose a "
+                      "writable --workdir.") from None
+
+
+def load_config_file(spec: str):
+  """Loads 'path/to/file.py[:arg]' the way --config does, without applying overrides."""
+  import importlib.util
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise ConfigError(f"config file '{path}' does not exist; pass e.g. "
+                      "--config=configs/clip.py.")
+  module_spec = importlib.util.spec_from_file_location("_lang_image_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def explain_override(config, override: str) -> str | None:
+  """One sentence for a bad `--config.a.b=value`, or None if the field exists."""
+  import difflib
+  name, _, value = override.partition("=")
+  node, walked = config, []
+  for part in name.split("."):
+    if not hasattr(node, "keys") or part not in node.keys():
+      known = sorted(node.keys()) if hasattr(node, "keys") else []
+      where = "config." + ".".join(walked) if walked else "the config"
+      close = difflib.get_close_matches(part, known, n=1)
+      hint = f"did you mean '{close[0]}'? " if close else ""
+      return (f"--config.{name} names no field: {where} has no '{part}'; {hint}"
+              f"its fields are {known}.")
+    node, walked = node[part], walked + [part]
+  if value and not hasattr(node, "keys"):
+    return (f"--config.{name}={value} is not a valid {type(node).__name__} "
+            f"(the default is {node!r}).")
+  return None

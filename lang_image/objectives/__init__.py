@@ -1,0 +1,98 @@
+"""Objectives as data: the config lists weighted terms; one loop trains any mix of them.
+
+`config.objectives` maps a term name to its options, e.g.
+    {"clip": {"weight": 1.0}}                          # CLIP
+    {"clip": {"weight": 1.0}, "nclip": {"weight": 1.0}}  # xCLIP
+
+A term module offers:
+    DEFAULTS: dict               options besides `weight`, with their default values
+    loss(outputs, head, ctx, options) -> (scalar loss, {metric name: scalar})
+    make_head(options, dims, rngs) -> nnx.Module | None   (optional; heads and critics that
+                                                            belong to the term)
+Each term's metrics are logged under '<term name>/'.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from lang_image.config import ConfigError
+from lang_image.objectives import clip
+
+REGISTRY = {"clip": clip}
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+  """What a term may need besides the model outputs."""
+  step: jax.Array
+  total_steps: int
+  rng: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundTerm:
+  name: str
+  weight: float
+  module: Any
+  options: dict
+
+
+def check_config(objectives_cfg) -> None:
+  """Raises ConfigError for unknown terms, unknown options or weights that are not finite."""
+  known = sorted(REGISTRY)
+  if not objectives_cfg or not len(objectives_cfg):
+    raise ConfigError(f"config.objectives is empty; name at least one of {known}.")
+  for name, opts in objectives_cfg.items():
+    if name not in REGISTRY:
+      raise ConfigError(f"unknown objective '{name}'; the known objectives are {known}.")
+    opts = dict(opts)
+    weight = opts.pop("weight", None)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+      raise ConfigError(f"objective '{name}' needs a finite number as weight, got {weight!r}; "
+                        f"set config.objectives.{name}.weight.")
+    unknown = sorted(set(opts) - set(REGISTRY[name].DEFAULTS))
+    if unknown:
+      raise ConfigError(f"objective '{name}' has no option {unknown}; its options are "
+                        f"{sorted(REGISTRY[name].DEFAULTS)}.")
+
+
+def build(objectives_cfg) -> list[BoundTerm]:
+  check_config(objectives_cfg)
+  terms = []
+  for name, opts in objectives_cfg.items():
+    opts = dict(opts)
+    weight = float(opts.pop("weight"))
+    module = REGISTRY[name]
+    terms.append(BoundTerm(name, weight, module, {**module.DEFAULTS, **opts}))
+  return terms
+
+
+def make_heads(terms, dims: dict, rngs) -> dict:
+  """The trainable modules owned by terms (nCLIP's prototype heads, CLIP-Lite's critic...)."""
+  heads = {}
+  for term in terms:
+    make = getattr(term.module, "make_head", None)
+    head = make(term.options, dims, rngs) if make else None
+    if head is not None:
+      heads[term.name] = head
+  return heads
+
+
+def total_loss(terms, outputs: dict, heads, ctx: Context):
+  """Weighted sum of the terms; metrics hold each term's own under its name."""
+  total = jnp.zeros((), jnp.float32)
+  metrics = {}
+  for term in terms:
+    head = heads[term.name] if term.name in heads else None
+    loss, term_metrics = term.module.loss(outputs, head, ctx, term.options)
+    total = total + term.weight * loss
+    metrics[f"{term.name}/loss"] = loss
+    metrics.update({f"{term.name}/{k}": v for k, v in term_metrics.items()})
+  metrics["loss"] = total
+  return total, metrics

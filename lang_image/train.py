@@ -1,0 +1,179 @@
+"""The training loop: one loop for every objective.
+
+    mesh -> data -> model + objective terms -> restore or init -> for each step:
+    global batch -> train_step (jit, donated state) -> metrics -> eval / checkpoint
+
+Nothing here is objective-specific: the terms listed in `config.objectives` are data.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers, periodic_actions
+from flax import nnx
+
+from lang_image import checkpoint, evaluators, objectives, optim, parallel
+from lang_image.data import pipeline
+from lang_image.models.pretrainer import Pretrainer
+
+
+class Trainer:
+  """Builds the model and the jitted step for a config on a mesh."""
+
+  def __init__(self, config, mesh, vocab_size: int):
+    self.config = config
+    self.mesh = mesh
+    self.terms = objectives.build(config.objectives)
+    self.schedule = optim.schedule(config.optim, config.total_steps)
+    self.tx = optim.make_optimizer(config.optim, config.total_steps)
+    self._make_model = lambda key: Pretrainer(config.model, vocab_size, self.terms,
+                                              rngs=nnx.Rngs(key))
+    self.graphdef = nnx.split(nnx.eval_shape(lambda: self._make_model(jax.random.key(0))))[0]
+    abstract = jax.eval_shape(self._init, jax.random.key(0))
+    self.state_sharding = parallel.state_shardings(mesh, abstract)
+    self.batch_sharding = parallel.batch_sharding(mesh)
+    self.abstract_state = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+        abstract, self.state_sharding)
+    self.train_step = jax.jit(self._train_step, donate_argnums=0,
+                              in_shardings=(self.state_sharding, self.batch_sharding),
+                              out_shardings=(self.state_sharding, None))
+    self.loss_and_grads = jax.jit(self._loss_and_grads,
+                                  in_shardings=(self.state_sharding, self.batch_sharding))
+    self.embed_images = jax.jit(functools.partial(self._embed, "embed_images"))
+    self.embed_texts = jax.jit(functools.partial(self._embed, "embed_texts"))
+
+  def _init(self, key):
+    model_key, rng = jax.random.split(key)
+    _, params, rest = nnx.split(self._make_model(model_key), nnx.Param, ...)
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        "params": params,
+        "rest": rest,
+        "opt_state": self.tx.init(params),
+        "rng": jax.random.key_data(rng),
+    }
+
+  def init_state(self, seed: int):
+    return jax.jit(self._init, out_shardings=self.state_sharding)(jax.random.key(seed))
+
+  def _loss_and_grads(self, state, batch):
+    """-> (metrics, non-parameter model state after the forward pass, gradients)."""
+    step = state["step"]
+    ctx = objectives.Context(
+        step=step, total_steps=self.config.total_steps,
+        rng=jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step))
+
+    def loss_fn(params):
+      model = nnx.merge(self.graphdef, params, state["rest"])
+      outputs = model(batch["image"], batch["text"])
+      loss, metrics = objectives.total_loss(self.terms, outputs, model.heads, ctx)
+      metrics["logit_scale"] = jnp.exp(outputs["logit_scale"])
+      return loss, (metrics, nnx.state(model, nnx.Not(nnx.Param)))
+
+    (_, (metrics, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    return metrics, rest, grads
+
+  def _train_step(self, state, batch):
+    metrics, rest, grads = self._loss_and_grads(state, batch)
+    updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
+    model = nnx.merge(self.graphdef, optax.apply_updates(state["params"], updates), rest)
+    model.post_update()
+    _, params, rest = nnx.split(model, nnx.Param, ...)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    metrics["learning_rate"] = self.schedule(state["step"])
+    new_state = dict(state, step=state["step"] + 1, params=params, rest=rest,
+                     opt_state=opt_state)
+    return new_state, metrics
+
+  def _embed(self, method, params, rest, inputs):
+    return getattr(nnx.merge(self.graphdef, params, rest), method)(inputs)
+
+  def bind_embedders(self, state):
+    """Embedding functions of the current parameters, for the evaluators."""
+    return (functools.partial(self.embed_images, state["params"], state["rest"]),
+            functools.partial(self.embed_texts, state["params"], state["rest"]))
+
+
+def run(config, workdir: str) -> dict:
+  """Trains (resuming if the workdir holds a checkpoint), evaluates; returns final metrics."""
+  mesh = parallel.make_mesh(config.mesh)
+  dataset = pipeline.open_dataset(config.data, config.model.max_len)
+  trainer = Trainer(config, mesh, dataset.tokenizer.vocab_size)
+  ckpt = checkpoint.Checkpointer(workdir, config.checkpoint_every, config.keep_checkpoints)
+  restored = ckpt.restore(trainer.abstract_state)
+  if restored is None:
+    state, position = trainer.init_state(config.seed), 0
+    logging.info("No checkpoint in %s: starting from scratch.", ckpt.directory)
+  else:
+    state, data = restored
+    position = int(data["next_batch"])
+  start = int(state["step"])
+  stream = pipeline.TrainStream(dataset, config.data, config.batch_size,
+                                trainer.batch_sharding, config.seed, start_batch=position)
+  evaluator = evaluators.Evaluator(dataset, config.eval, trainer.batch_sharding)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer.write_hparams(_flat_hparams(config))
+  hooks = [periodic_actions.ReportProgress(num_train_steps=config.total_steps, writer=writer,
+                                           every_steps=config.log_every)]
+  if config.profile_steps and jax.process_index() == 0:
+    hooks.append(periodic_actions.Profile(logdir=workdir, num_profile_steps=config.profile_steps,
+                                          first_profile=start + 10))
+
+  def evaluate(step):
+    t0 = time.time()
+    metrics = evaluator(*trainer.bind_embedders(state))
+    writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
+    if jax.process_index() == 0:
+      evaluators.write_json(workdir, step, metrics)
+    logging.info("Eval at step %d (%.1fs): %s", step, time.time() - t0, _fmt(metrics))
+    return metrics
+
+  total = config.total_steps
+  summed, count = None, 0
+  with jax.set_mesh(mesh):
+    for step in range(start + 1, total + 1):
+      state, metrics = trainer.train_step(state, next(stream))
+      summed = metrics if summed is None else jax.tree.map(jnp.add, summed, metrics)
+      count += 1
+      for hook in hooks:
+        hook(step)
+      if step % config.log_every == 0 or step == total:
+        means = {k: float(v) / count for k, v in jax.device_get(summed).items()}
+        writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
+        summed, count = None, 0
+      if step < total:
+        ckpt.maybe_save(step, state, {"next_batch": stream.position})
+      if config.eval_every and step % config.eval_every == 0 and step < total:
+        eval_metrics = evaluate(step)
+    eval_metrics = evaluate(total)
+    ckpt.maybe_save(total, state, {"next_batch": stream.position}, force=True)
+  ckpt.wait()
+  ckpt.close()
+  writer.flush()
+  return eval_metrics
+
+
+def _fmt(metrics: dict) -> str:
+  return ", ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items()))
+
+
+def _flat_hparams(config) -> dict:
+  flat = {}
+
+  def walk(prefix, node):
+    for key, value in node.items():
+      name = f"{prefix}{key}"
+      if hasattr(value, "items"):
+        walk(name + ".", value)
+      elif isinstance(value, (int, float, str, bool)):
+        flat[name] = value
+  walk("", config)
+  return flat

@@ -1,0 +1,88 @@
+"""Trains a language-image model: `python main.py --config=configs/xclip.py --workdir=W`.
+
+--config takes a config file, optionally with an arg string after a colon
+(`configs/clip.py:model=B/16,batch=4096`), and field overrides (`--config.optim.lr=1e-3`).
+Bad configs and environments fail here with one sentence, before anything compiles.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from lang_image import config as config_lib  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file, e.g. configs/clip.py[:arg string].", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, logs and evals go.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+class _OwnInfoOnly(logging.logging.Filter):
+  """Keeps INFO lines from lang_image and clu; libraries (orbax, jax) speak from WARNING."""
+
+  def filter(self, record):
+    return record.levelno >= logging.logging.WARNING or not any(
+        part in record.pathname for part in ("/orbax/", "/jax/", "/jaxlib/", "/grain/",
+                                             "/tensorflow_datasets/", "/absl/"))
+
+
+def parse_flags(argv):
+  """absl flag parsing, with one clear sentence instead of a traceback for bad --config.*."""
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  try:
+    if spec:  # config_flags defers file errors to first use; surface them now.
+      config_lib.load_config_file(spec)
+    return flags.FLAGS(argv)
+  except config_lib.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except Exception as e:  # config_flags raises assorted types for bad overrides.
+    message = _explain_flag_error(argv) or str(e).strip().splitlines()[-1]
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _explain_flag_error(argv):
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if spec is None:
+    return None
+  try:
+    config = config_lib.load_config_file(spec)
+  except config_lib.ConfigError as e:
+    return str(e)
+  for arg in argv:
+    if arg.startswith("--config."):
+      message = config_lib.explain_override(config, arg[len("--config."):])
+      if message:
+        return message
+  return None
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config = _CONFIG.value
+  try:
+    config_lib.validate(config, _WORKDIR.value)
+  except config_lib.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  # Imported after validation so that bad input fails fast.
+  from lang_image import train
+  try:
+    metrics = train.run(config, _WORKDIR.value)
+  except config_lib.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  print("final " + ", ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items())))
+
+
+if __name__ == "__main__":
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(_OwnInfoOnly())
+  app.run(main, flags_parser=parse_flags)

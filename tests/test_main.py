@@ -1,0 +1,99 @@
+"""The command line, end to end: train, evaluate, checkpoint, resume; bad input."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHANCE = 100.0 / 48
+
+
+def command(workdir, data_dir, *extra, steps=60):
+  return [sys.executable, os.path.join(ROOT, "main.py"),
+          f"--config={os.path.join(ROOT, 'configs', 'clip.py')}:steps={steps},batch=64",
+          f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
+          "--config.data.variant=tiny", "--config.log_every=10", "--config.eval.batch_size=240",
+          *extra]
+
+
+def env(devices=1):
+  e = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  e["PYTHONPATH"] = ROOT
+  return e
+
+
+def scalars(workdir, tag):
+  acc = event_accumulator.EventAccumulator(workdir, size_guidance={"tensors": 0})
+  acc.Reload()
+  import tensorflow as tf
+  return {e.step: float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors(tag)}
+
+
+def test_training_run_learns_evaluates_and_checkpoints(tmp_path, tiny_data_dir):
+  workdir = str(tmp_path / "run")
+  result = subprocess.run(command(workdir, tiny_data_dir, "--config.checkpoint_every=30"),
+                          env=env(), capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  final = result.stdout.strip().splitlines()[-1]
+  assert final.startswith("final ") and "zero_shot/top1=" in final
+  with open(os.path.join(workdir, "eval", "step_00000060.json")) as f:
+    metrics = json.load(f)["metrics"]
+  assert metrics["zero_shot/top1"] > 3 * CHANCE, metrics
+  assert {"retrieval/i2t_r1", "retrieval/t2i_r10", "zero_shot/top1_unseen"} <= set(metrics)
+  loss = scalars(workdir, "train/loss")
+  assert loss[60] < loss[10] - 0.3, loss
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["30", "60"]
+  assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
+
+
+def test_killed_run_resumes_from_last_checkpoint(tmp_path, tiny_data_dir):
+  workdir = str(tmp_path / "run")
+  cmd = command(workdir, tiny_data_dir, "--config.checkpoint_every=10",
+                "--config.eval.retrieval=False", steps=40)
+  proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True)
+  ckpts = os.path.join(workdir, "checkpoints")
+  deadline = time.time() + 300
+  while time.time() < deadline and not os.path.isdir(os.path.join(ckpts, "20")):
+    assert proc.poll() is None, "run ended before it could be killed"
+    time.sleep(0.2)
+  os.killpg(proc.pid, signal.SIGKILL)
+  proc.wait()
+  resumed = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  steps = [int(s) for s in os.listdir(ckpts) if s.isdigit()]
+  line = next(l for l in resumed.stderr.splitlines() if "Resumed from checkpoint step" in l)
+  restored_step = int(line.split("Resumed from checkpoint step ")[1].split()[0])
+  assert restored_step >= 20
+  assert max(steps) == 40
+  assert os.path.exists(os.path.join(workdir, "eval", "step_00000040.json"))
+
+
+@pytest.mark.parametrize("data_dir, extra, devices, message", [
+    ("/tmp", ["--config.optim.lrr=0.1"], 1, "config.optim has no 'lrr'; did you mean 'lr'?"),
+    ("/tmp", ["--config.batch_size=100"], 8, "not divisible by the 8 data-parallel devices"),
+    ("/no/such/place", [], 1, "data directory '/no/such/place' does not exist"),
+])
+def test_bad_input_fails_with_one_sentence(tmp_path, data_dir, extra, devices, message):
+  result = subprocess.run(command(str(tmp_path / "w"), data_dir, *extra), env=env(devices),
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2
+  errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+
+
+def test_unwritable_workdir_fails_with_one_sentence(tmp_path, tiny_data_dir):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")
+  result = subprocess.run(command(str(blocker / "w"), tiny_data_dir), env=env(),
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2
+  assert "cannot be written" in result.stderr and "choose a writable --workdir" in result.stderr
