@@ -16,7 +16,7 @@ import ml_collections
 
 from lang_image import config as config_lib
 
-ARG_DEFAULTS = dict(model="mu/8", batch=128, steps=1000, res=0, data="shapes", seed=0)
+ARG_DEFAULTS = dict(model="mu/8", batch=128, steps=600, res=0, data="shapes", seed=0)
 
 # Joint embedding width per tower size; the CPU model is narrow to stay fast.
 EMBED_DIM = {"mu": 128, "Ti": 256, "S": 384, "M": 512, "B": 512, "L": 768, "So400m": 1152,
@@ -43,6 +43,8 @@ def base(args) -> ml_collections.ConfigDict:
       max_len=24 if args.data == "shapes" else 64,
       embed_dim=EMBED_DIM.get(size, 512),
       image_pool="gap" if tiny else "cls",
+      # A conv stem trains the small CPU model much faster; 'patch' is the standard ViT.
+      image_stem="conv" if tiny else "patch",
       text_pool="eot",
       dtype="float32",
       logit_scale_init=math.log(1 / 0.07),

@@ -106,6 +106,10 @@ def validate(config, workdir: str | None, device_count: int | None = None) -> No
   if config.model.image_size % vit.patch:
     raise ConfigError(f"image size {config.model.image_size} is not divisible by patch "
                       f"{vit.patch} of '{config.model.image}'; change config.model.image_size.")
+  if config.model.get("image_stem") == "conv" and vit.patch & (vit.patch - 1):
+    raise ConfigError(f"the conv image stem needs a power-of-two patch, and "
+                      f"'{config.model.image}' has {vit.patch}; set "
+                      "config.model.image_stem='patch' or pick patch 8, 16 or 32.")
   _check_data_dir(config.data.data_dir)
   if workdir is not None:
     _check_workdir(workdir)
@@ -160,7 +164,11 @@ def explain_override(config, override: str) -> str | None:
       return (f"--config.{name} names no field: {where} has no '{part}'; {hint}"
               f"its fields are {known}.")
     node, walked = node[part], walked + [part]
-  if value and not hasattr(node, "keys"):
+  if hasattr(node, "keys") or isinstance(node, str) or node is None:
+    return None
+  try:
+    _convert(name, value, node)
+  except ConfigError:
     return (f"--config.{name}={value} is not a valid {type(node).__name__} "
             f"(the default is {node!r}).")
   return None

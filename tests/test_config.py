@@ -32,6 +32,7 @@ def test_valid_default_config_passes(tmp_path):
     (lambda c: c.mesh.update(data=-1, fsdp=3), 8, "not divisible by 3"),
     (lambda c: c.model.update(image="Q/16"), 1, "Q"),
     (lambda c: c.model.update(image_size=60), 1, "not divisible by patch 8"),
+    (lambda c: c.model.update(image="mu/14", image_size=56), 1, "power-of-two patch"),
     (lambda c: c.objectives.update({"clap": {"weight": 1.0}}), 1, "unknown objective 'clap'.*'clip'"),
     (lambda c: c.objectives.clip.update(weight=float("nan")), 1, "finite number"),
     (lambda c: c.optim.update(lr=-1.0), 1, "positive finite"),
@@ -51,3 +52,12 @@ def test_workdir_under_a_file_cannot_be_written(tmp_path):
   blocker.write_text("x")
   with pytest.raises(ConfigError, match="workdir .* cannot be written"):
     config_lib.validate(clip_config.get_config(), str(blocker / "w"), device_count=1)
+
+
+def test_override_explanations():
+  c = clip_config.get_config()
+  assert config_lib.explain_override(c, "data.data_dir=/tmp") is None
+  assert config_lib.explain_override(c, "optim.lr=3e-4") is None
+  assert "did you mean 'lr'" in config_lib.explain_override(c, "optim.lrr=1")
+  assert "not a valid float" in config_lib.explain_override(c, "optim.lr=fast")
+  assert "not a valid bool" in config_lib.explain_override(c, "eval.retrieval=maybe")

@@ -102,7 +102,7 @@ def build_two_tower(cfg, vocab_size: int, *, rngs: nnx.Rngs) -> TwoTower:
   image = VisionTransformer(
       variants.parse_vit(cfg.image), cfg.image_size, pool=cfg.image_pool,
       dtype=dtype, act=act, pre_norm=getattr(cfg, "image_pre_norm", False),
-      attn_impl=attn_impl, rngs=rngs)
+      attn_impl=attn_impl, stem=getattr(cfg, "image_stem", "patch"), rngs=rngs)
   text = TextTransformer(
       variants.parse_text(cfg.text), vocab_size, cfg.max_len,
       pool=cfg.text_pool, pad_id=getattr(cfg, "pad_id", 0), dtype=dtype,

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lang_image.models import layers
+from lang_image.models import conv_stem, layers
 from lang_image.models.variants import VitSpec
 
 POOLS = ("cls", "gap", "map")
@@ -69,7 +69,7 @@ class VisionTransformer(nnx.Module):
   def __init__(self, spec: VitSpec, image_size: int, pool: str = "cls",
                dtype=jnp.float32, *, param_dtype=jnp.float32,
                act: str = "gelu", pre_norm: bool = False,
-               attn_impl: str | None = None, rngs: nnx.Rngs):
+               attn_impl: str | None = None, stem: str = "patch", rngs: nnx.Rngs):
     if pool not in POOLS:
       raise ValueError(f"Unknown image pool {pool!r}; known: {', '.join(POOLS)}.")
     if image_size % spec.patch:
@@ -84,7 +84,13 @@ class VisionTransformer(nnx.Module):
     p, w = spec.patch, spec.width
     num_tokens = (image_size // p) ** 2 + (pool == "cls")
 
-    self.patch_embed = layers.dense(p * p * 3, w, dtype, param_dtype, rngs)
+    if stem not in ("patch", "conv"):
+      raise ValueError(f"Unknown image stem {stem!r}; known: patch, conv.")
+    # 'conv': see conv_stem.py; same token grid, better sample efficiency for small models.
+    self.patch_embed = (layers.dense(p * p * 3, w, dtype, param_dtype, rngs)
+                        if stem == "patch" else None)
+    self.conv_stem = (conv_stem.ConvStem(p, w, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+                      if stem == "conv" else None)
     self.pos_embed = nnx.Param(layers.embed_init()(
         rngs.params(), (num_tokens, w), param_dtype))
     self.cls_token = (nnx.Param(layers.embed_init()(
@@ -114,7 +120,11 @@ class VisionTransformer(nnx.Module):
 
   def token_features(self, images: jax.Array) -> jax.Array:
     """Per-token features [B, T, width] after the final LayerNorm."""
-    x = layers.apply_2d(self.patch_embed, self.patchify(images).astype(self.dtype))
+    if self.conv_stem is not None:
+      self.patchify(images)  # Checks the resolution.
+      x = self.conv_stem(images)
+    else:
+      x = layers.apply_2d(self.patch_embed, self.patchify(images).astype(self.dtype))
     if self.cls_token is not None:
       cls = self.cls_token[...].astype(self.dtype)
       cls = jnp.broadcast_to(cls, (x.shape[0], 1, x.shape[-1]))

@@ -1,0 +1,167 @@
+"""SentencePiece tokenizer: training in memory, batch encoding to fixed length.
+
+Ids: 0 = pad, 1 = EOS, 2 = unknown, no BOS. Encoded rows always end with EOS
+(kept even when truncating), since the text tower pools at the EOS token.
+
+CLI: python -m lang_image.data.tokenizer --data_dir=... --config=default --vocab_size=1000
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+import io
+import os
+import tempfile
+
+import numpy as np
+import sentencepiece as spm
+
+PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
+
+
+def _with_lexicon(sentences: Iterable[str]) -> Iterator[str]:
+  """The sentences, then each distinct word once on its own.
+
+  SentencePiece seeds unigram pieces only from substrings that end before
+  varying continuations; a word always followed by a space (every colour in
+  the shapes captions) would never become a piece and be split into letters.
+  """
+  words = set()
+  for sentence in sentences:
+    words.update(sentence.split())
+    yield sentence
+  yield from sorted(words)
+
+
+def train_sentencepiece(sentences: Iterable[str], model_path: str, vocab_size: int = 1000) -> str:
+  """Trains a unigram model on `sentences` and writes it atomically to `model_path`.
+
+  `vocab_size` is an upper bound: a small corpus yields fewer pieces. Same
+  input, same model bytes. Returns `model_path`.
+  """
+  model = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=_with_lexicon(sentences),
+      model_writer=model,
+      model_type="unigram",
+      vocab_size=vocab_size,
+      hard_vocab_limit=False,
+      pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
+      character_coverage=1.0,
+      # Case folding inside the model, so "A Photo" and "a photo" agree.
+      normalization_rule_name="nmt_nfkc_cf",
+      # One thread keeps the model bytes reproducible.
+      num_threads=1,
+      minloglevel=2,
+  )
+  directory = os.path.dirname(os.path.abspath(model_path))
+  os.makedirs(directory, exist_ok=True)
+  # Readers in other processes never see a half-written model.
+  fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(model.getvalue())
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from other users.
+    os.replace(tmp, model_path)
+  except BaseException:
+    os.unlink(tmp)
+    raise
+  return model_path
+
+
+class Tokenizer:
+  """A trained SentencePiece model with fixed-length batch encode/decode."""
+
+  def __init__(self, model_path: str):
+    self.model_path = model_path
+    self._sp = spm.SentencePieceProcessor(model_file=model_path)
+
+  @property
+  def vocab_size(self) -> int:
+    return self._sp.get_piece_size()
+
+  @property
+  def pad_id(self) -> int:
+    return self._sp.pad_id()
+
+  @property
+  def eos_id(self) -> int:
+    return self._sp.eos_id()
+
+  def encode(self, texts: list[str] | str, max_len: int) -> np.ndarray:
+    """int32 [N, max_len]: ids, then EOS, then padding; long texts are cut before EOS."""
+    if max_len < 1:
+      raise ValueError(f"max_len must be positive, got {max_len}")
+    if isinstance(texts, (str, bytes)):
+      texts = [texts]
+    texts = [t.decode("utf-8") if isinstance(t, bytes) else t for t in texts]
+    out = np.full((len(texts), max_len), self.pad_id, np.int32)
+    for row, ids in zip(out, self._sp.encode(texts, out_type=int)):
+      ids = ids[:max_len - 1]
+      row[:len(ids)] = ids
+      row[len(ids)] = self.eos_id
+    return out
+
+  def decode(self, ids) -> list[str]:
+    """Texts of [N, L] (or one [L]) id rows, each read up to its first EOS or pad."""
+    ids = np.asarray(ids)
+    if ids.ndim == 1:
+      ids = ids[None]
+    rows = []
+    for row in ids.tolist():
+      end = next((i for i, t in enumerate(row) if t in (self.eos_id, self.pad_id)), len(row))
+      rows.append(row[:end])
+    return self._sp.decode(rows)
+
+
+def shapes_tokenizer(data_dir: str, config: str = "default", vocab_size: int = 1000) -> str:
+  """Path of the tokenizer kept with the prepared shapes dataset.
+
+  Trained on first use from the train split's captions, and stored in the
+  dataset's own directory so that it is replaced along with the data.
+  """
+  # Imported here: TFDS is slow to import and `Tokenizer` users need none of it.
+  from lang_image.data import shapes_tfds
+  builder = shapes_tfds.prepare(data_dir, config)
+  path = os.path.join(os.fspath(builder.data_dir), f"tokenizer_{vocab_size}.model")
+  if not os.path.exists(path):
+    train_sentencepiece(_train_captions(config), path, vocab_size)
+  return path
+
+
+def _train_captions(config: str) -> Iterator[str]:
+  # Regenerating captions skips rendering, so it is much faster than reading
+  # and decoding the stored examples; the tests check that the two agree.
+  from lang_image.data import shapes
+  for index in range(shapes.SPLIT_SIZES[config]["train"]):
+    yield shapes.describe("train", index)["caption"]
+
+
+def main(argv) -> None:
+  del argv
+  from absl import flags
+  from lang_image import config as config_lib
+  f = flags.FLAGS
+  data_dir = f.data_dir or config_lib.default_data_dir()
+  if f.output:
+    path = train_sentencepiece(_train_captions(f.config), f.output, f.vocab_size)
+  else:
+    path = shapes_tokenizer(data_dir, f.config, f.vocab_size)
+  tok = Tokenizer(path)
+  example = "A photo of one red star in the top left corner."
+  ids = tok.encode([example], 24)
+  print(f"tokenizer: {path}")
+  print(f"vocab size: {tok.vocab_size}")
+  print(f"encode({example!r}) = {ids[0].tolist()}")
+  print(f"decode -> {tok.decode(ids)[0]!r}")
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  flags.DEFINE_string("data_dir", "", "Dataset root; empty: $LANG_IMAGE_DATA_DIR or "
+                      "~/.cache/lang_image.")
+  flags.DEFINE_string("config", "default", "Shapes dataset config: default or tiny.")
+  flags.DEFINE_integer("vocab_size", 1000, "Upper bound on the vocabulary size.")
+  flags.DEFINE_string("output", "", "Write the model here instead of next to the dataset "
+                      "(which then need not be prepared).")
+  app.run(main)
