@@ -16,7 +16,7 @@ import ml_collections
 
 from lang_image import config as config_lib
 
-ARG_DEFAULTS = dict(model="mu/8", batch=128, steps=600, res=0, data="shapes", seed=0)
+ARG_DEFAULTS = dict(model="mu/8", batch=128, steps=500, res=0, data="shapes", seed=0)
 
 # Joint embedding width per tower size; the CPU model is narrow to stay fast.
 EMBED_DIM = {"mu": 128, "Ti": 256, "S": 384, "M": 512, "B": 512, "L": 768, "So400m": 1152,

@@ -186,7 +186,7 @@ def describe(split: str, index: int, seed: int = DEFAULT_SEED) -> dict:
     n_objects, labels = 1, [index % NUM_CLASSES]
   objects = [_sample_object(rng, int(label)) for label in labels]
   # Redrawing both objects, not just the second, can never get stuck behind a
-  # large first object, and does not bias second objects towards small.
+  # large first object, and treats the two objects alike.
   while n_objects == 2 and not _apart(*objects):
     objects = [_sample_object(rng, int(label)) for label in labels]
   label = objects[0]["label"]
@@ -257,7 +257,7 @@ def render(objects: list[dict], rng: np.random.Generator) -> np.ndarray:
   # Smooth colour blotches rather than per-pixel noise: still a nuisance for
   # the model, but half the PNG size on disk.
   blotch = rng.normal(0, 5.0, size=(3, 6, 6)).astype(np.float32)
-  img += np.stack([np.asarray(Image.fromarray(b, mode="F").resize((n, n), Image.BICUBIC))
+  img += np.stack([np.asarray(Image.fromarray(b).resize((n, n), Image.BICUBIC))
                    for b in blotch], -1)
   for obj in objects:
     colour = np.array(COLOURS[obj["colour"]]) + rng.normal(0, 10, size=3)
