@@ -1,5 +1,7 @@
 """Config parsing and validation: one clear sentence per problem, before compiling."""
 
+import os
+
 import pytest
 
 from configs import clip as clip_config
@@ -61,3 +63,11 @@ def test_override_explanations():
   assert "did you mean 'lr'" in config_lib.explain_override(c, "optim.lrr=1")
   assert "not a valid float" in config_lib.explain_override(c, "optim.lr=fast")
   assert "not a valid bool" in config_lib.explain_override(c, "eval.retrieval=maybe")
+
+
+@pytest.mark.parametrize("name", ["clip", "siglip", "rankclip"])
+def test_every_config_file_loads_and_validates(tmp_path, name):
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  config = config_lib.load_config_file(f"{root}/configs/{name}.py:model=B/16,batch=64")
+  config_lib.validate(config, str(tmp_path / "w"), device_count=8)
+  assert name in config.objectives

@@ -98,3 +98,22 @@ def test_checkpoint_round_trip(tmp_path):
   leaf = jax.tree.leaves(restored["params"])[0]
   assert leaf.sharding.mesh.shape == other.mesh.shape
   ckpt.close()
+
+
+def test_siglip_head_is_trained_and_its_scale_is_not_clamped():
+  config = small_config()
+  config.objectives = ConfigDict({"siglip": {"weight": 1.0, "scale_init": 3.0}})
+  config.model.logit_scale_max = 1.0  # CLIP's clamp must not touch SigLIP's own scale
+  config.optim.update(lr=1e-2, warmup_steps=1)
+  mesh = parallel.make_mesh(ConfigDict(dict(data=-1, fsdp=1)))
+  trainer = Trainer(config, mesh, VOCAB)
+  state = trainer.init_state(0)
+  head = state["params"]["heads"]["siglip"]
+  assert float(head["log_scale"][...]) == 3.0 and float(head["bias"][...]) == -10.0
+  with jax.set_mesh(mesh):
+    for i in range(2):  # The warmup's first step has learning rate 0.
+      state, metrics = trainer.train_step(
+          state, pipeline.to_global(synthetic_batch(i), trainer.batch_sharding))
+  head = state["params"]["heads"]["siglip"]
+  assert float(head["log_scale"][...]) > 1.0 and float(head["bias"][...]) != -10.0
+  assert {"siglip/loss", "siglip/scale", "siglip/bias"} <= set(metrics)

@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 
 from lang_image.config import ConfigError
-from lang_image.objectives import clip
+from lang_image.objectives import clip, rankclip, siglip
 
-REGISTRY = {"clip": clip}
+REGISTRY = {"clip": clip, "siglip": siglip, "rankclip": rankclip}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +60,9 @@ def check_config(objectives_cfg) -> None:
     if unknown:
       raise ConfigError(f"objective '{name}' has no option {unknown}; its options are "
                         f"{sorted(REGISTRY[name].DEFAULTS)}.")
+    check = getattr(REGISTRY[name], "check_options", None)
+    if check:
+      check({**REGISTRY[name].DEFAULTS, **opts})
 
 
 def build(objectives_cfg) -> list[BoundTerm]:

@@ -1,0 +1,26 @@
+"""RankCLIP: CLIP plus list-wise ranking consistency (Zhang et al., arXiv 2404.09387).
+
+L = L_CLIP + w (lambda_cross L_cross + lambda_in L_in), with the official code's constants
+by default (`variant=code`) or the paper's (`--config.objectives.rankclip.variant=paper`).
+
+Laptop CPU, embedded data (a few minutes):
+    python main.py --config=configs/rankclip.py --workdir=/tmp/rankclip
+
+At scale:
+    python main.py --config=configs/rankclip.py:model=B/16,batch=32768,steps=100000 \
+        --workdir=gs://bucket/rankclip_b16
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg=None):
+  args = common.parse(arg)
+  config = common.base(args)
+  config.objectives = ml_collections.ConfigDict({
+      "clip": {"weight": 1.0},
+      "rankclip": {"weight": 1.0, "variant": "code"},
+  })
+  return config

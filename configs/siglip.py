@@ -1,0 +1,21 @@
+"""SigLIP: pairwise sigmoid loss with a learned, unclamped scale and a bias
+(Zhai et al. 2023).
+
+Laptop CPU, embedded data (a few minutes):
+    python main.py --config=configs/siglip.py --workdir=/tmp/siglip
+
+At scale:
+    python main.py --config=configs/siglip.py:model=B/16,batch=32768,steps=100000 \
+        --workdir=gs://bucket/siglip_b16
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg=None):
+  args = common.parse(arg)
+  config = common.base(args)
+  config.objectives = ml_collections.ConfigDict({"siglip": {"weight": 1.0}})
+  return config
