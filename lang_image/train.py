@@ -152,7 +152,7 @@ def run(config, workdir: str) -> dict:
       if step < total:
         ckpt.maybe_save(step, state, {"next_batch": stream.position})
       if config.eval_every and step % config.eval_every == 0 and step < total:
-        eval_metrics = evaluate(step)
+        evaluate(step)
     eval_metrics = evaluate(total)
     ckpt.maybe_save(total, state, {"next_batch": stream.position}, force=True)
   ckpt.wait()

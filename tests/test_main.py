@@ -39,7 +39,8 @@ def scalars(workdir, tag):
 
 def test_training_run_learns_evaluates_and_checkpoints(tmp_path, tiny_data_dir):
   workdir = str(tmp_path / "run")
-  result = subprocess.run(command(workdir, tiny_data_dir, "--config.checkpoint_every=30"),
+  result = subprocess.run(command(workdir, tiny_data_dir, "--config.checkpoint_every=30",
+                                  "--config.eval_every=30"),
                           env=env(), capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   final = result.stdout.strip().splitlines()[-1]
@@ -51,6 +52,9 @@ def test_training_run_learns_evaluates_and_checkpoints(tmp_path, tiny_data_dir):
   loss = scalars(workdir, "train/loss")
   assert loss[60] < loss[10] - 0.3, loss
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["30", "60"]
+  assert sorted(os.listdir(os.path.join(workdir, "eval"))) == [
+      "step_00000030.json", "step_00000060.json"]
+  assert set(scalars(workdir, "eval/zero_shot/top1")) == {30, 60}
   assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
 
 
