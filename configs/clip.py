@@ -8,13 +8,8 @@ At scale, e.g. a TPU pod or GPU cluster:
         --workdir=gs://bucket/clip_b16
 """
 
-import ml_collections
-
 from configs import common
 
 
 def get_config(arg=None):
-  args = common.parse(arg)
-  config = common.base(args)
-  config.objectives = ml_collections.ConfigDict({"clip": {"weight": 1.0}})
-  return config
+  return common.with_objectives(arg, {"clip": {"weight": 1.0}})

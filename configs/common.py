@@ -27,6 +27,13 @@ def parse(arg):
   return config_lib.parse_arg(arg, **ARG_DEFAULTS)
 
 
+def with_objectives(arg, objectives: dict) -> ml_collections.ConfigDict:
+  """The base config for `arg`, training the given weighted terms."""
+  config = base(parse(arg))
+  config.objectives = ml_collections.ConfigDict(objectives)
+  return config
+
+
 def base(args) -> ml_collections.ConfigDict:
   """A complete config without objectives; each objective's file adds `objectives`."""
   size = args.model.split("/")[0]

@@ -11,16 +11,11 @@ At scale:
         --workdir=gs://bucket/rankclip_b16
 """
 
-import ml_collections
-
 from configs import common
 
 
 def get_config(arg=None):
-  args = common.parse(arg)
-  config = common.base(args)
-  config.objectives = ml_collections.ConfigDict({
+  return common.with_objectives(arg, {
       "clip": {"weight": 1.0},
       "rankclip": {"weight": 1.0, "variant": "code"},
   })
-  return config

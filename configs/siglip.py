@@ -9,13 +9,8 @@ At scale:
         --workdir=gs://bucket/siglip_b16
 """
 
-import ml_collections
-
 from configs import common
 
 
 def get_config(arg=None):
-  args = common.parse(arg)
-  config = common.base(args)
-  config.objectives = ml_collections.ConfigDict({"siglip": {"weight": 1.0}})
-  return config
+  return common.with_objectives(arg, {"siglip": {"weight": 1.0}})

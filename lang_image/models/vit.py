@@ -106,13 +106,17 @@ class VisionTransformer(nnx.Module):
                              attn_impl=attn_impl, rngs=rngs)
                      if pool == "map" else None)
 
-  def patchify(self, images: jax.Array) -> jax.Array:
-    """[B, H, W, C] -> [B, N, p*p*C], patches in row-major order."""
-    b, h, w, c = images.shape
+  def _check_resolution(self, images: jax.Array) -> None:
+    h, w = images.shape[1:3]
     if h != self.image_size or w != self.image_size:
       raise ValueError(
           f"Expected {self.image_size}x{self.image_size} images, got "
           f"{h}x{w}.")
+
+  def patchify(self, images: jax.Array) -> jax.Array:
+    """[B, H, W, C] -> [B, N, p*p*C], patches in row-major order."""
+    self._check_resolution(images)
+    b, h, w, c = images.shape
     p = self.spec.patch
     x = images.reshape(b, h // p, p, w // p, p, c)
     return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, (h // p) * (w // p),
@@ -121,7 +125,7 @@ class VisionTransformer(nnx.Module):
   def token_features(self, images: jax.Array) -> jax.Array:
     """Per-token features [B, T, width] after the final LayerNorm."""
     if self.conv_stem is not None:
-      self.patchify(images)  # Checks the resolution.
+      self._check_resolution(images)
       x = self.conv_stem(images)
     else:
       x = layers.apply_2d(self.patch_embed, self.patchify(images).astype(self.dtype))

@@ -26,6 +26,8 @@ variant="paper": lambda = 1/16, no 1/B, no ramp (w = 1), mu_k = 1 / ln(k + 1), k
 import jax
 import jax.numpy as jnp
 
+from lang_image.config import ConfigError
+
 DEFAULTS = {"variant": "code"}
 VARIANTS = {
     "code": {"lam": 1 / 32, "per_batch": True, "ramp": True, "decay": False},
@@ -35,7 +37,6 @@ VARIANTS = {
 
 def check_options(options) -> None:
   if options["variant"] not in VARIANTS:
-    from lang_image.config import ConfigError
     raise ConfigError(f"unknown RankCLIP variant {options['variant']!r}; set "
                       f"config.objectives.rankclip.variant to one of {sorted(VARIANTS)}.")
 
