@@ -15,6 +15,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from lang_image import config as config_lib  # noqa: E402
+from lang_image import distributed  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/clip.py[:arg string].", lock_config=True)
@@ -68,6 +69,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
   try:
+    distributed.initialize()  # Joins a multi-process job, if any, before devices are used.
     config_lib.validate(config, _WORKDIR.value)
   except config_lib.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
