@@ -15,6 +15,7 @@ import math
 import ml_collections
 
 from lang_image import config as config_lib
+from lang_image import objectives as lang_image_objectives
 
 ARG_DEFAULTS = dict(model="mu/8", batch=128, steps=500, res=0, data="shapes", seed=0)
 
@@ -27,11 +28,38 @@ def parse(arg):
   return config_lib.parse_arg(arg, **ARG_DEFAULTS)
 
 
-def with_objectives(arg, objectives: dict) -> ml_collections.ConfigDict:
-  """The base config for `arg`, training the given weighted terms."""
-  config = base(parse(arg))
-  config.objectives = ml_collections.ConfigDict(objectives)
+def with_objectives(arg, objectives) -> ml_collections.ConfigDict:
+  """The base config for `arg`, training the given weighted terms (a dict, or a function of
+  the parsed args returning one)."""
+  args = parse(arg)
+  config = base(args)
+  terms = objectives(args) if callable(objectives) else objectives
+  # Every option is spelled out, so that the config shows it and `--config.objectives.x.y`
+  # can override it.
+  config.objectives = ml_collections.ConfigDict(
+      {name: {"weight": opts["weight"], **lang_image_objectives.option_defaults(name), **opts}
+       for name, opts in terms.items()})
   return config
+
+
+def small_model(args) -> bool:
+  return args.model.split("/")[0] in ("mu", "Ti", "S")
+
+
+def nclip_options(args, weight: float = 1.0) -> dict:
+  """nCLIP's term: K = 16384 prototypes, or 4096 for small models; the CPU model (`mu`) also
+  takes narrower heads (hidden 512, bottleneck 128) so that they do not outweigh its towers."""
+  tiny = args.model.split("/")[0] == "mu"
+  return {"weight": weight,
+          "prototypes": 4096 if small_model(args) else 16384,
+          "hidden_dim": 512 if tiny else 2048,
+          "bottleneck_dim": 128 if tiny else 256}
+
+
+def cliplite_options(args) -> dict:
+  """CLIP-Lite's term: critic width 2048, or 512 on the CPU model."""
+  tiny = args.model.split("/")[0] == "mu"
+  return {"weight": 1.0, "critic_dim": 512 if tiny else 2048}
 
 
 def base(args) -> ml_collections.ConfigDict:
@@ -94,6 +122,10 @@ def base(args) -> ml_collections.ConfigDict:
       batch_size=256,
       zero_shot=True,
       retrieval=True,
+      # Multinomial logistic regression on frozen pooled image features (single-object
+      # train images, penalty chosen on the validation split).
+      linear_probe=True,
+      linear_probe_examples=5000,
   ))
   c.profile_steps = 0  # >0: capture a profiler trace of this many steps after warm-up.
   return c

@@ -9,6 +9,8 @@ Nothing here is objective-specific: the terms listed in `config.objectives` are 
 from __future__ import annotations
 
 import functools
+import json
+import os
 import time
 
 import jax
@@ -22,6 +24,10 @@ from flax import nnx
 from lang_image import checkpoint, evaluators, objectives, optim, parallel
 from lang_image.data import pipeline
 from lang_image.models.pretrainer import Pretrainer
+
+
+# Training means of every log interval, one JSON object per line (besides TensorBoard).
+TRAIN_METRICS = "train_metrics.jsonl"
 
 
 class Trainer:
@@ -49,6 +55,7 @@ class Trainer:
                                   in_shardings=(self.state_sharding, self.batch_sharding))
     self.embed_images = jax.jit(functools.partial(self._embed, "embed_images"))
     self.embed_texts = jax.jit(functools.partial(self._embed, "embed_texts"))
+    self.image_features = jax.jit(functools.partial(self._embed, "image_features"))
 
   def _init(self, key):
     model_key, rng = jax.random.split(key)
@@ -72,7 +79,8 @@ class Trainer:
         rng=jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step))
 
     def loss_fn(params):
-      model = nnx.merge(self.graphdef, params, state["rest"])
+      # A copy: model state such as BatchNorm statistics is updated inside this trace.
+      model = nnx.merge(self.graphdef, params, state["rest"], copy=True)
       outputs = model(batch["image"], batch["text"])
       loss, metrics = objectives.total_loss(self.terms, outputs, model.heads, ctx)
       metrics["logit_scale"] = jnp.exp(outputs["logit_scale"])
@@ -85,7 +93,7 @@ class Trainer:
     metrics, rest, grads = self._loss_and_grads(state, batch)
     updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
     model = nnx.merge(self.graphdef, optax.apply_updates(state["params"], updates), rest)
-    model.post_update()
+    model.post_update(state["step"] + 1, self.config.total_steps)
     _, params, rest = nnx.split(model, nnx.Param, ...)
     metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["learning_rate"] = self.schedule(state["step"])
@@ -98,8 +106,8 @@ class Trainer:
 
   def bind_embedders(self, state):
     """Embedding functions of the current parameters, for the evaluators."""
-    return (functools.partial(self.embed_images, state["params"], state["rest"]),
-            functools.partial(self.embed_texts, state["params"], state["rest"]))
+    return tuple(functools.partial(fn, state["params"], state["rest"])
+                 for fn in (self.embed_images, self.embed_texts, self.image_features))
 
 
 def run(config, workdir: str) -> dict:
@@ -148,6 +156,8 @@ def run(config, workdir: str) -> dict:
       if step % config.log_every == 0 or step == total:
         means = {k: float(v) / count for k, v in jax.device_get(summed).items()}
         writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
+        if jax.process_index() == 0:
+          _append_jsonl(os.path.join(workdir, TRAIN_METRICS), {"step": step, **means})
         summed, count = None, 0
       if step < total:
         ckpt.maybe_save(step, state, {"next_batch": stream.position})
@@ -159,6 +169,25 @@ def run(config, workdir: str) -> dict:
   ckpt.close()
   writer.flush()
   return eval_metrics
+
+
+def _append_jsonl(path: str, record: dict) -> None:
+  with open(path, "a") as f:
+    f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_train_metrics(workdir: str) -> list[dict]:
+  """The logged training means, one dict per log step; after a resume the re-run steps
+  appear again and the last record of a step wins."""
+  by_step = {}
+  path = os.path.join(workdir, TRAIN_METRICS)
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        if line.strip():
+          record = json.loads(line)
+          by_step[record["step"]] = record
+  return [by_step[k] for k in sorted(by_step)]
 
 
 def _fmt(metrics: dict) -> str:

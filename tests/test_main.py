@@ -49,6 +49,7 @@ def test_training_run_learns_evaluates_and_checkpoints(tmp_path, tiny_data_dir):
     metrics = json.load(f)["metrics"]
   assert metrics["zero_shot/top1"] > 3 * CHANCE, metrics
   assert {"retrieval/i2t_r1", "retrieval/t2i_r10", "zero_shot/top1_unseen"} <= set(metrics)
+  assert metrics["linear_probe/top1"] > 3 * CHANCE, metrics
   loss = scalars(workdir, "train/loss")
   assert loss[60] < loss[10] - 0.3, loss
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["30", "60"]

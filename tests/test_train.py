@@ -8,15 +8,27 @@ from ml_collections import ConfigDict
 from configs import clip as clip_config
 from lang_image import checkpoint, parallel
 from lang_image.data import pipeline
+from lang_image.models import variants
 from lang_image.train import Trainer
 
 VOCAB = 64
 
 
-def small_config():
+@pytest.fixture(scope="module", autouse=True)
+def pico_towers():
+  """One-block, 32-wide towers: every code path of the step, compiled in a few seconds."""
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setitem(variants.VIT_SIZES, "pico", (32, 1, 2, 64))
+    patch.setitem(variants.TEXT_SIZES, "pico", (32, 1, 2, 64))
+    yield
+
+
+def small_config(objectives=None):
   c = clip_config.get_config("batch=16,steps=10")
-  c.model.update(image_size=16, max_len=8, embed_dim=16)
-  c.model.image = "mu/8"
+  if objectives is not None:
+    c.objectives = ConfigDict(objectives)
+  c.model.update(image="pico/8", text="pico", image_stem="patch", image_size=16, max_len=8,
+                 embed_dim=16)
   return c
 
 
@@ -34,31 +46,66 @@ def run_steps(config, mesh, n_steps):
   trainer = Trainer(config, mesh, VOCAB)
   state = trainer.init_state(0)
   history = []
+
+  def step_and_grads(state, batch):  # one compiled program instead of two
+    return trainer._train_step(state, batch), trainer._loss_and_grads(state, batch)[2]
+
+  step_fn = jax.jit(step_and_grads, in_shardings=(trainer.state_sharding, trainer.batch_sharding),
+                    out_shardings=((trainer.state_sharding, None), None))
   with jax.set_mesh(mesh):
     for i in range(n_steps):
       batch = pipeline.to_global(synthetic_batch(i), trainer.batch_sharding)
-      _, _, grads = trainer.loss_and_grads(state, batch)
-      grads = jax.device_get(grads)
-      state, metrics = trainer.train_step(state, batch)
-      history.append((jax.device_get(metrics), grads))
+      (state, metrics), grads = step_fn(state, batch)
+      history.append((jax.device_get(metrics), jax.device_get(grads)))
   return trainer, state, history
 
 
+NCLIP_SMALL = {"weight": 1.0, "prototypes": 64, "hidden_dim": 32, "bottleneck_dim": 16}
+# Every objective, and every switch that changes what crosses devices.
+OBJECTIVES = {
+    "clip": {"clip": {"weight": 1.0}},
+    "siglip": {"siglip": {"weight": 1.0}},
+    "rankclip": {"clip": {"weight": 1.0}, "rankclip": {"weight": 1.0, "variant": "paper"}},
+    "nclip": {"nclip": NCLIP_SMALL},
+    "nclip-centering-ema": {"nclip": {**NCLIP_SMALL, "anti_collapse": "centering",
+                                      "teacher": "ema"}},
+    "nclip-sinkhorn": {"nclip": {**NCLIP_SMALL, "anti_collapse": "sinkhorn"}},
+    "xclip": {"clip": {"weight": 1.0}, "nclip": {**NCLIP_SMALL, "weight": 0.5}},
+    "cliplite": {"cliplite": {"weight": 1.0, "critic_dim": 32}},
+    "cliplite-shuffle-prior": {"cliplite": {"weight": 1.0, "critic_dim": 32,
+                                            "negatives": "shuffle", "prior_weight": 0.1}},
+}
+_SINGLE_DEVICE = {}
+
+
+def single_device_run(name):
+  if name not in _SINGLE_DEVICE:
+    config = small_config(OBJECTIVES[name])
+    one = parallel.make_mesh(ConfigDict(dict(data=1, fsdp=1)), devices=jax.devices()[:1])
+    _SINGLE_DEVICE[name] = run_steps(config, one, 3)[1:]
+  return _SINGLE_DEVICE[name]
+
+
 @pytest.mark.parametrize("mesh_shape", [(8, 1), (2, 4)])
-def test_sharded_loss_and_grads_equal_single_device(mesh_shape):
-  config = small_config()
-  one = parallel.make_mesh(ConfigDict(dict(data=1, fsdp=1)), devices=jax.devices()[:1])
-  _, ref_state, ref_hist = run_steps(config, one, 3)
+@pytest.mark.parametrize("name", list(OBJECTIVES))
+def test_sharded_loss_and_grads_equal_single_device(name, mesh_shape):
+  """Global-batch semantics: CLIP-Lite's roll and shuffle cross device boundaries, nCLIP's
+  batch mean, centre and Sinkhorn sums and the critic's BatchNorm statistics are global."""
+  ref_state, ref_hist = single_device_run(name)
   mesh = parallel.make_mesh(ConfigDict(dict(data=mesh_shape[0], fsdp=mesh_shape[1])))
-  _, state, hist = run_steps(config, mesh, 3)
+  _, state, hist = run_steps(small_config(OBJECTIVES[name]), mesh, 3)
   for (ref_metrics, ref_grads), (metrics, grads) in zip(ref_hist, hist):
-    np.testing.assert_allclose(ref_metrics["loss"], metrics["loss"], rtol=1e-5)
+    assert set(ref_metrics) == set(metrics)
+    for key in ref_metrics:
+      np.testing.assert_allclose(metrics[key], ref_metrics[key], rtol=1e-5, atol=1e-6,
+                                 err_msg=key)
     for a, b in zip(jax.tree.leaves(ref_grads), jax.tree.leaves(grads)):
       scale = np.abs(np.asarray(a)).max()
       np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-5 * scale)
   # Adam divides by sqrt(v): parameters agree a little less tightly than gradients.
-  for a, b in zip(jax.tree.leaves(ref_state["params"]), jax.tree.leaves(state["params"])):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+  for part in ("params", "rest"):
+    for a, b in zip(jax.tree.leaves(ref_state[part]), jax.tree.leaves(state[part])):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
 
 
 def test_loss_falls_and_logit_scale_is_clamped():

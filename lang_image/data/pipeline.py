@@ -104,10 +104,19 @@ def to_global(local: dict, sharding) -> dict:
           for k, v in local.items()}
 
 
-def load_split(dataset: Dataset, split: str) -> dict:
-  """A whole (small) split in host memory: images, tokenized captions, labels."""
+def load_split(dataset: Dataset, split: str, limit: int | None = None,
+               single_object: bool = False) -> dict:
+  """A (small) split, or its first `limit` examples, in host memory: images, tokenized
+  captions, labels. `single_object` keeps only images whose label names their one object."""
   source = dataset.source(split)
-  examples = [source[i] for i in range(len(source))]
+  examples = []
+  for i in range(len(source)):
+    example = source[i]
+    if single_object and int(example.get("n_objects", 1)) != 1:
+      continue
+    examples.append(example)
+    if limit is not None and len(examples) >= limit:
+      break
   return {
       "image": np.stack([np.asarray(e["image"], np.uint8) for e in examples]),
       "text": dataset.tokenize([e["caption"] for e in examples]),

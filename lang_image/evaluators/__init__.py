@@ -1,4 +1,6 @@
-"""Evaluators run during training and at the end: zero-shot classification and retrieval."""
+"""Evaluators run during training and at the end: zero-shot classification and retrieval in
+the objective's embedding space, and a linear probe on the frozen pooled image features
+(the towers' output before any projection or head, which every objective trains)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from lang_image.evaluators import retrieval, zero_shot
+from lang_image.evaluators import linear_probe, retrieval, zero_shot
 
 
 def embed_all(embed_fn, array: np.ndarray, batch_size: int, sharding) -> np.ndarray:
@@ -29,11 +31,21 @@ def embed_all(embed_fn, array: np.ndarray, batch_size: int, sharding) -> np.ndar
 
 
 class Evaluator:
-  """Zero-shot and retrieval on a held-in-memory eval split."""
+  """Zero-shot, retrieval and linear probe on held-in-memory eval splits."""
 
   def __init__(self, dataset, eval_cfg, sharding):
     from lang_image.data import pipeline
     self._data = pipeline.load_split(dataset, eval_cfg.split)
+    self._probe = None
+    if eval_cfg.linear_probe:
+      # Fit on single-object train images, choose the penalty on validation, score on the
+      # eval split. The held-out pairs have no train images: the probe covers the rest.
+      fit = pipeline.load_split(dataset, "train", limit=eval_cfg.linear_probe_examples,
+                                single_object=True)
+      val = pipeline.load_split(dataset, "validation")
+      seen = np.isin(np.arange(len(dataset.classes)), fit["label"])
+      self._probe = {"train": fit, "validation": _keep(val, seen[val["label"]])}
+      self._probe_test = seen[self._data["label"]]
     self._cfg = eval_cfg
     self._sharding = sharding
     n_dev = sharding.mesh.size
@@ -41,9 +53,11 @@ class Evaluator:
     self._classes = dataset.classes
     self._prompt_tokens = dataset.tokenize(zero_shot.prompts(dataset.classes, dataset.templates))
 
-  def __call__(self, embed_images, embed_texts) -> dict:
+  def __call__(self, embed_images, embed_texts, image_features=None) -> dict:
     image_emb = embed_all(embed_images, self._data["image"], self._batch, self._sharding)
     metrics = {}
+    if self._probe is not None and image_features is not None:
+      metrics.update(self._linear_probe(image_features))
     if self._cfg.zero_shot:
       prompt_emb = embed_all(embed_texts, self._prompt_tokens, self._batch, self._sharding)
       class_emb = zero_shot.class_embeddings(prompt_emb, len(self._classes))
@@ -57,6 +71,22 @@ class Evaluator:
       recall = retrieval.retrieval_recall(image_emb, text_emb)
       metrics.update({f"retrieval/{k}": v for k, v in recall.items()})
     return metrics
+
+
+  def _linear_probe(self, image_features) -> dict:
+    def features(images):
+      return embed_all(image_features, images, self._batch, self._sharding)
+    fit, val = self._probe["train"], self._probe["validation"]
+    keep = self._probe_test
+    result = linear_probe.linear_probe(
+        (features(fit["image"]), fit["label"]), (features(val["image"]), val["label"]),
+        (features(self._data["image"][keep]), self._data["label"][keep]),
+        num_classes=len(self._classes))
+    return {f"linear_probe/{k}": float(v) for k, v in result.items()}
+
+
+def _keep(split: dict, mask: np.ndarray) -> dict:
+  return {k: v[mask] for k, v in split.items()}
 
 
 def write_json(workdir: str, step: int, metrics: dict) -> str:

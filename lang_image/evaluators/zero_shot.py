@@ -1,13 +1,15 @@
 """Zero-shot classification: images against prompt-ensembled class embeddings.
 
 Each class embedding is the renormalised mean of its unit prompt embeddings (one prompt per
-template). A prediction counts as correct at k when fewer than k classes score strictly
-higher than the true class, so ties are resolved in the model's favour.
+template). Accuracy at k is the expected top-k hit rate with ties broken at random
+(`ranks.expected_hits`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from lang_image.evaluators.ranks import expected_hits
 
 
 def prompts(class_names, templates) -> list[str]:
@@ -21,21 +23,16 @@ def class_embeddings(prompt_emb: np.ndarray, n_classes: int) -> np.ndarray:
   return emb / np.linalg.norm(emb, axis=-1, keepdims=True)
 
 
-def true_class_rank(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-  """Number of classes scoring strictly above the true one, per example."""
-  true = scores[np.arange(len(labels)), labels]
-  return (scores > true[:, None]).sum(axis=1)
-
-
 def zero_shot_accuracy(image_emb, class_emb, labels, ks=(1, 5), subsets=None) -> dict:
   """Top-k accuracy in percent, overall and on named boolean subsets of the examples."""
-  rank = true_class_rank(np.asarray(image_emb) @ np.asarray(class_emb).T, np.asarray(labels))
+  scores = np.asarray(image_emb) @ np.asarray(class_emb).T
+  hits = {k: expected_hits(scores, np.asarray(labels), k) for k in ks}
   metrics = {}
   for name, mask in {"": None, **(subsets or {})}.items():
-    selected = rank if mask is None else rank[np.asarray(mask)]
-    if selected.size == 0:
+    if mask is not None and not np.any(mask):
       continue
     suffix = f"_{name}" if name else ""
     for k in ks:
-      metrics[f"top{k}{suffix}"] = 100.0 * float(np.mean(selected < k))
+      selected = hits[k] if mask is None else hits[k][np.asarray(mask)]
+      metrics[f"top{k}{suffix}"] = 100.0 * float(np.mean(selected))
   return metrics

@@ -37,16 +37,35 @@ class Pretrainer(nnx.Module):
     self.heads = nnx.Dict(objectives.make_heads(terms, dims, rngs))
     self.image_size = int(model_cfg.image_size)
     self.logit_scale_max = float(model_cfg.logit_scale_max)
+    term = objectives.embedding_term(terms)
+    # (term name, its module) when evaluation uses a term's own space; static, not state.
+    self._embedding = None if term is None else (term.name, term.module)
 
   def __call__(self, images: jax.Array, tokens: jax.Array) -> dict:
     return self.towers(preprocess_images(images, self.image_size), tokens)
 
-  def post_update(self) -> None:
-    """Constraints applied after every optimizer step."""
+  def post_update(self, step, total_steps: int) -> None:
+    """Constraints and teacher updates applied after every optimizer step."""
     self.towers.clamp_logit_scale(0.0, self.logit_scale_max)
+    for head in self.heads.values():
+      if hasattr(head, "post_update"):
+        head.post_update(step, total_steps)
 
   def embed_images(self, images: jax.Array) -> jax.Array:
-    return self.towers.encode_image(preprocess_images(images, self.image_size))[1]
+    """Unit embeddings in the evaluation space (the towers' or the embedding term's)."""
+    features, emb = self.towers.encode_image(preprocess_images(images, self.image_size))
+    return self._embed("image", features, emb)
 
   def embed_texts(self, tokens: jax.Array) -> jax.Array:
-    return self.towers.encode_text(tokens)[1]
+    features, emb = self.towers.encode_text(tokens)
+    return self._embed("text", features, emb)
+
+  def image_features(self, images: jax.Array) -> jax.Array:
+    """Pooled image tower features (before projections and heads), for linear probes."""
+    return self.towers.encode_image(preprocess_images(images, self.image_size))[0]
+
+  def _embed(self, modality, features, emb):
+    if self._embedding is None:
+      return emb
+    name, module = self._embedding
+    return module.embed(self.heads[name], modality, features)

@@ -9,7 +9,12 @@ A term module offers:
     loss(outputs, head, ctx, options) -> (scalar loss, {metric name: scalar})
     make_head(options, dims, rngs) -> nnx.Module | None   (optional; heads and critics that
                                                             belong to the term)
-Each term's metrics are logged under '<term name>/'.
+    check_options(options)       (optional) raises ConfigError for a bad option value
+    EMBEDDING: "towers" | "head" the space zero-shot and retrieval use: the towers' joint
+                                 embedding, or the term's own (`embed(head, modality,
+                                 features)`, e.g. CLIP-Lite's critic blocks)
+Each term's metrics are logged under '<term name>/'. A head with a `post_update(step,
+total_steps)` method is called after every optimizer update (nCLIP's EMA teacher).
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ import jax
 import jax.numpy as jnp
 
 from lang_image.config import ConfigError
-from lang_image.objectives import clip, rankclip, siglip
+from lang_image.objectives import clip, cliplite, nclip, rankclip, siglip
 
-REGISTRY = {"clip": clip, "siglip": siglip, "rankclip": rankclip}
+REGISTRY = {"clip": clip, "siglip": siglip, "nclip": nclip, "rankclip": rankclip,
+            "cliplite": cliplite}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +47,12 @@ class BoundTerm:
   weight: float
   module: Any
   options: dict
+
+
+def option_defaults(name: str) -> dict:
+  """A term's options with their defaults (besides `weight`); {} for an unknown name."""
+  module = REGISTRY.get(name)
+  return dict(module.DEFAULTS) if module else {}
 
 
 def check_config(objectives_cfg) -> None:
@@ -85,6 +97,17 @@ def make_heads(terms, dims: dict, rngs) -> dict:
     if head is not None:
       heads[term.name] = head
   return heads
+
+
+def embedding_term(terms) -> BoundTerm | None:
+  """The term whose own space evaluation uses, or None for the towers' joint space.
+
+  The towers' space wins whenever a term trains it (xCLIP evaluates like CLIP); otherwise the
+  first term listed with its own space (CLIP-Lite's critic, nCLIP's prototypes).
+  """
+  if any(term.module.EMBEDDING == "towers" for term in terms):
+    return None
+  return terms[0]
 
 
 def total_loss(terms, outputs: dict, heads, ctx: Context):

@@ -14,6 +14,7 @@ mesh the matrix is partitioned by XLA.
 import jax
 import jax.numpy as jnp
 
+EMBEDDING = "towers"
 DEFAULTS = {}
 
 

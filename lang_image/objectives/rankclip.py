@@ -28,6 +28,7 @@ import jax.numpy as jnp
 
 from lang_image.config import ConfigError
 
+EMBEDDING = "towers"
 DEFAULTS = {"variant": "code"}
 VARIANTS = {
     "code": {"lam": 1 / 32, "per_batch": True, "ramp": True, "decay": False},

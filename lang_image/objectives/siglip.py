@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+EMBEDDING = "towers"
 DEFAULTS = {"scale_init": math.log(10.0), "bias_init": -10.0}
 
 

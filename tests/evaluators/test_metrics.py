@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lang_image.evaluators import retrieval, zero_shot
+from lang_image.evaluators import ranks, retrieval, zero_shot
 
 
 def test_perfect_embeddings_score_100():
@@ -23,10 +23,23 @@ def test_known_permutation_gives_known_recall():
   assert recall["t2i_r1"] == 0.0 and recall["t2i_r2"] == 100.0
 
 
-def test_ties_count_in_favour_of_the_true_class():
+def test_ties_are_broken_at_random_in_expectation():
   scores_emb = np.array([[1.0, 0.0]])
   classes = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # classes 0 and 1 tie
-  assert zero_shot.zero_shot_accuracy(scores_emb, classes, np.array([1]), ks=(1,))["top1"] == 100.0
+  acc = zero_shot.zero_shot_accuracy(scores_emb, classes, np.array([1]), ks=(1, 2))
+  assert acc == {"top1": 50.0, "top2": 100.0}
+  # Three-way tie behind one better class: P(top-2) = (2 - 1) / 3.
+  scores = np.array([[0.9, 0.5, 0.5, 0.5, 0.1]])
+  np.testing.assert_allclose(ranks.expected_hits(scores, np.array([2]), 2), [1 / 3])
+
+
+def test_collapsed_embeddings_score_chance_not_100():
+  n = 40
+  same = np.tile([[0.6, 0.8]], (n, 1))
+  recall = retrieval.retrieval_recall(same, same, ks=(1, 10))
+  assert recall["i2t_r1"] == 100.0 / n and recall["t2i_r10"] == 100.0 * 10 / n
+  acc = zero_shot.zero_shot_accuracy(same, same[:8], np.arange(n) % 8, ks=(1,))
+  assert acc["top1"] == 100.0 / 8
 
 
 def test_subsets_and_topk():

@@ -1,0 +1,174 @@
+"""CLIP-Lite: information-efficient visual representation learning with language supervision
+(Shrivastava et al., AISTATS 2023, arXiv 2112.07133).
+
+A Jensen-Shannon lower bound on the mutual information between image and text features with
+exactly one negative per positive. A learned critic T scores a pair of pooled tower features:
+
+    L = mean_i softplus( -T(f_i, g_i) ) + mean_i softplus( T(f_i, g_neg(i)) )
+
+`2 ln 2 - L` is the Jensen-Shannon MI estimate (logged as `jsd_mi`); a critic that outputs 0
+everywhere gives L = 2 ln 2 exactly.
+
+Critic ("dot" critic): per modality a block
+
+    block(x) = LayerNorm( Linear2(ReLU(BatchNorm(Linear1(x)))) + Shortcut(x) )
+
+(Linear1 without bias, width `critic_dim`, Shortcut a linear map initialised as a noisy
+identity: uniform +-0.01 plus ones on the diagonal), and
+
+    T(f, g) = exp(tau) cos(block_I(f), block_T(g)),   tau learned, from ln(1/0.07), not clamped.
+
+BatchNorm normalises with the statistics of the global batch in training and with its
+running averages (momentum 0.1 per step, eps 1e-5) in evaluation; the running averages are
+model state saved in checkpoints.
+
+Negatives (image -> text only): `negatives="roll"` (default, the official code) pairs image i
+with text i+1 of the global batch (the last with the first); `"shuffle"` (the paper's words)
+draws a fresh random derangement every step: one random cycle through the batch, so no image
+is ever paired with its own text.
+
+Prior term (only in the official code; off by default, `prior_weight` w, the code used 0.1):
+a discriminator D (d -> 1000 -> 200 -> 1, ReLU, sigmoid) on the pooled image features f with
+PRIOR = -(mean log D(u) + mean log(1 - D(f))), u ~ Uniform[0, 1)^d, and the term becomes
+(1 - w) L + w PRIOR (one loss for critic, towers and discriminator alike, as in that code).
+
+Zero-shot and retrieval embed with the critic's blocks (L2-normalised, running statistics).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lang_image.config import ConfigError
+
+DEFAULTS = {
+    "critic_dim": 2048,
+    "negatives": "roll",
+    "temperature_init": math.log(1 / 0.07),
+    "prior_weight": 0.0,
+}
+NEGATIVES = ("roll", "shuffle")
+EMBEDDING = "head"
+
+
+def check_options(options) -> None:
+  if options["negatives"] not in NEGATIVES:
+    raise ConfigError(f"unknown CLIP-Lite negatives {options['negatives']!r}; set "
+                      f"config.objectives.cliplite.negatives to one of {list(NEGATIVES)}.")
+  if int(options["critic_dim"]) < 1:
+    raise ConfigError("config.objectives.cliplite.critic_dim must be a positive integer, "
+                      f"got {options['critic_dim']!r}.")
+  if not 0.0 <= float(options["prior_weight"]) < 1.0:
+    raise ConfigError("config.objectives.cliplite.prior_weight must be in [0, 1), "
+                      f"got {options['prior_weight']!r}.")
+
+
+def noisy_identity(key, shape, dtype=jnp.float32):
+  """Uniform +-0.01 with ones added on the diagonal (k < min(in, out))."""
+  noise = jax.random.uniform(key, shape, dtype, -0.01, 0.01)
+  return noise + jnp.eye(*shape, dtype=dtype)
+
+
+class CriticBlock(nnx.Module):
+
+  def __init__(self, in_dim: int, width: int, *, rngs: nnx.Rngs):
+    self.linear1 = nnx.Linear(in_dim, width, use_bias=False, rngs=rngs)
+    self.batch_norm = nnx.BatchNorm(width, momentum=0.9, epsilon=1e-5, rngs=rngs)
+    self.linear2 = nnx.Linear(width, width, rngs=rngs)
+    self.shortcut = nnx.Linear(in_dim, width, kernel_init=noisy_identity, rngs=rngs)
+    self.norm = nnx.LayerNorm(width, rngs=rngs)
+
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # float64 stays (reference tests)
+    h = self.batch_norm(self.linear1(x), use_running_average=not train)
+    return self.norm(self.linear2(jax.nn.relu(h)) + self.shortcut(x))
+
+
+class PriorDiscriminator(nnx.Module):
+  """d -> 1000 -> 200 -> 1 with ReLU; returns the logit of D."""
+
+  def __init__(self, in_dim: int, *, rngs: nnx.Rngs):
+    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs)
+                            for a, b in ((in_dim, 1000), (1000, 200), (200, 1))])
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    for i, layer in enumerate(self.layers):
+      x = layer(x)
+      if i < len(self.layers) - 1:
+        x = jax.nn.relu(x)
+    return x[..., 0]
+
+
+class Critic(nnx.Module):
+
+  def __init__(self, options, dims, rngs: nnx.Rngs):
+    width = int(options["critic_dim"])
+    self.image = CriticBlock(dims["image_width"], width, rngs=rngs)
+    self.text = CriticBlock(dims["text_width"], width, rngs=rngs)
+    self.log_temperature = nnx.Param(jnp.asarray(options["temperature_init"], jnp.float32))
+    self.prior = (PriorDiscriminator(dims["image_width"], rngs=rngs)
+                  if options["prior_weight"] > 0 else None)
+
+
+def make_head(options, dims, rngs):
+  return Critic(options, dims, rngs)
+
+
+def _unit(x):
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, -1, keepdims=True), 1e-12))
+
+
+def negative_index(batch: int, negatives: str, rng=None) -> jax.Array:
+  """Index of the text each image is paired with as its negative."""
+  if negatives == "roll":
+    return (jnp.arange(batch) + 1) % batch
+  order = jax.random.permutation(rng, batch)
+  # Each sample points at the next one along a random cycle: a derangement.
+  return jnp.zeros(batch, jnp.int32).at[order].set(jnp.roll(order, -1))
+
+
+def jsd_loss(image_block, text_block, log_temperature, negative):
+  """-> (loss, positive critic values, negative critic values) from the critic blocks."""
+  u, v = _unit(image_block), _unit(text_block)
+  scale = jnp.exp(log_temperature)
+  positive = scale * jnp.sum(u * v, -1)
+  negative_score = scale * jnp.sum(u * v[negative], -1)
+  value = jnp.mean(jax.nn.softplus(-positive)) + jnp.mean(jax.nn.softplus(negative_score))
+  return value, positive, negative_score
+
+
+def prior_loss(discriminator, features, prior_samples):
+  """-(mean log D(u) + mean log(1 - D(f))) for samples u of the prior, Uniform[0, 1)^d."""
+  return -(jnp.mean(jax.nn.log_sigmoid(discriminator(prior_samples)))
+           + jnp.mean(jax.nn.log_sigmoid(-discriminator(features))))
+
+
+def loss(outputs, head, ctx, options):
+  f_i, f_t = outputs["image_features"], outputs["text_features"]
+  negative_rng, prior_rng = jax.random.split(jax.random.fold_in(ctx.rng, 0x11e))
+  negative = negative_index(f_i.shape[0], options["negatives"], negative_rng)
+  value, positive, negative_score = jsd_loss(head.image(f_i, train=True),
+                                             head.text(f_t, train=True),
+                                             head.log_temperature[...], negative)
+  metrics = {
+      "jsd_mi": 2.0 * math.log(2.0) - value,
+      "critic_positive": jnp.mean(positive),
+      "critic_negative": jnp.mean(negative_score),
+      "temperature": jnp.exp(head.log_temperature[...]),
+  }
+  w = float(options["prior_weight"])
+  if w > 0:
+    features = f_i.astype(jnp.float32)
+    prior = prior_loss(head.prior, features,
+                       jax.random.uniform(prior_rng, features.shape, features.dtype))
+    metrics["prior"] = prior
+    value = (1.0 - w) * value + w * prior
+  return value, metrics
+
+
+def embed(head, modality: str, features: jax.Array) -> jax.Array:
+  return _unit(getattr(head, modality)(features, train=False))
