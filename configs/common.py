@@ -46,14 +46,15 @@ def small_model(args) -> bool:
   return args.model.split("/")[0] in ("mu", "Ti", "S")
 
 
-def nclip_options(args, weight: float = 1.0) -> dict:
+def nclip_options(args, weight: float = 1.0, **overrides) -> dict:
   """nCLIP's term: K = 16384 prototypes, or 4096 for small models; the CPU model (`mu`) also
   takes narrower heads (hidden 512, bottleneck 128) so that they do not outweigh its towers."""
   tiny = args.model.split("/")[0] == "mu"
   return {"weight": weight,
           "prototypes": 4096 if small_model(args) else 16384,
           "hidden_dim": 512 if tiny else 2048,
-          "bottleneck_dim": 128 if tiny else 256}
+          "bottleneck_dim": 128 if tiny else 256,
+          **overrides}
 
 
 def cliplite_options(args) -> dict:

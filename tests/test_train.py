@@ -66,7 +66,7 @@ OBJECTIVES = {
     "clip": {"clip": {"weight": 1.0}},
     "siglip": {"siglip": {"weight": 1.0}},
     "rankclip": {"clip": {"weight": 1.0}, "rankclip": {"weight": 1.0, "variant": "paper"}},
-    "nclip": {"nclip": NCLIP_SMALL},
+    "nclip": {"nclip": {**NCLIP_SMALL, "head_norm": "batch"}},
     "nclip-centering-ema": {"nclip": {**NCLIP_SMALL, "anti_collapse": "centering",
                                       "teacher": "ema"}},
     "nclip-sinkhorn": {"nclip": {**NCLIP_SMALL, "anti_collapse": "sinkhorn"}},
@@ -90,7 +90,8 @@ def single_device_run(name):
 @pytest.mark.parametrize("name", list(OBJECTIVES))
 def test_sharded_loss_and_grads_equal_single_device(name, mesh_shape):
   """Global-batch semantics: CLIP-Lite's roll and shuffle cross device boundaries, nCLIP's
-  batch mean, centre and Sinkhorn sums and the critic's BatchNorm statistics are global."""
+  batch mean, centre, Sinkhorn sums and head BatchNorm and the critic's BatchNorm statistics
+  are global."""
   ref_state, ref_hist = single_device_run(name)
   mesh = parallel.make_mesh(ConfigDict(dict(data=mesh_shape[0], fsdp=mesh_shape[1])))
   _, state, hist = run_steps(small_config(OBJECTIVES[name]), mesh, 3)
@@ -99,9 +100,13 @@ def test_sharded_loss_and_grads_equal_single_device(name, mesh_shape):
     for key in ref_metrics:
       np.testing.assert_allclose(metrics[key], ref_metrics[key], rtol=1e-5, atol=1e-6,
                                  err_msg=key)
+    # Some leaves have an exactly zero gradient in exact arithmetic (a bias right before a
+    # batch standardisation); their float32 noise is judged against the whole gradient.
+    overall = max(np.abs(np.asarray(a)).max() for a in jax.tree.leaves(ref_grads))
     for a, b in zip(jax.tree.leaves(ref_grads), jax.tree.leaves(grads)):
       scale = np.abs(np.asarray(a)).max()
-      np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-5 * scale)
+      np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5,
+                                 atol=1e-5 * scale + 1e-6 * overall)
   # Adam divides by sqrt(v): parameters agree a little less tightly than gradients.
   for part in ("params", "rest"):
     for a, b in zip(jax.tree.leaves(ref_state[part]), jax.tree.leaves(state[part])):

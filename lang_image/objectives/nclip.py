@@ -29,6 +29,10 @@ Switches:
                  exponential moving average of the heads (momentum 0.996 rising to 1 on a
                  cosine schedule), applied to the stop-gradient tower features. The towers
                  are shared and always online; only the heads have a teacher copy.
+  head_norm      "none" (default, the formulation above) | "batch": the two hidden layers of
+                 each head are standardised over the global batch before their GELU (as in
+                 SwAV's projection head; no learned scale or shift, running statistics in
+                 evaluation). Not in the paper.
 
 Every batch statistic (the mean prediction, the centre, Sinkhorn's sums) is over the global
 batch. Collapse monitors, logged every step: `mean_entropy` H(mean p) (stays near log K
@@ -66,9 +70,11 @@ DEFAULTS = {
     "sinkhorn_iters": 3,
     "teacher": "online",
     "ema_momentum": 0.996,
+    "head_norm": "none",
 }
 ANTI_COLLAPSE = ("me_max", "centering", "sinkhorn")
 TEACHERS = ("online", "ema")
+HEAD_NORMS = ("none", "batch")
 EMBEDDING = "head"
 
 
@@ -79,6 +85,9 @@ def check_options(options) -> None:
   if options["teacher"] not in TEACHERS:
     raise ConfigError(f"unknown nCLIP teacher {options['teacher']!r}; set "
                       f"config.objectives.nclip.teacher to one of {list(TEACHERS)}.")
+  if options["head_norm"] not in HEAD_NORMS:
+    raise ConfigError(f"unknown nCLIP head_norm {options['head_norm']!r}; set "
+                      f"config.objectives.nclip.head_norm to one of {list(HEAD_NORMS)}.")
   for key in ("prototypes", "hidden_dim", "bottleneck_dim", "sinkhorn_iters"):
     if int(options[key]) < 1:
       raise ConfigError(f"config.objectives.nclip.{key} must be a positive integer, "
@@ -93,22 +102,35 @@ class TeacherWeight(nnx.Variable):
 
 
 class PrototypeHead(nnx.Module):
-  """f -> cosine scores over K prototypes (MLP, L2-normalised bottleneck, unit prototypes)."""
+  """f -> cosine scores over K prototypes (MLP, L2-normalised bottleneck, unit prototypes).
+
+  With `batch_norm`, each hidden layer is standardised over the global batch before its
+  GELU (no learned scale or shift; running statistics in evaluation).
+  """
 
   def __init__(self, in_dim: int, hidden: int, bottleneck: int, prototypes: int, *,
-               rngs: nnx.Rngs, variable=nnx.Param):
+               rngs: nnx.Rngs, variable=nnx.Param, batch_norm: bool = False):
     init = nnx.initializers.truncated_normal(0.02)
     sizes = [(in_dim, hidden), (hidden, hidden), (hidden, bottleneck)]
     self.kernels = nnx.List([variable(init(rngs.params(), s)) for s in sizes])
-    self.biases = nnx.List([variable(jnp.zeros((s[1],))) for s in sizes])
+    # A bias before a batch standardisation would be subtracted right away: none there.
+    self.biases = nnx.List([variable(jnp.zeros((s[1],))) for s in sizes[2 if batch_norm else 0:]])
     self.prototypes = variable(nnx.initializers.normal(1.0)(rngs.params(),
                                                             (bottleneck, prototypes)))
+    self.norms = nnx.List([nnx.BatchNorm(hidden, momentum=0.9, epsilon=1e-5, use_bias=False,
+                                         use_scale=False, rngs=rngs)
+                           for _ in range(2)]) if batch_norm else None
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
     x = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # float64 stays (reference tests)
-    for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
-      x = x @ kernel[...] + bias[...]
+    biases = [None] * (len(self.kernels) - len(self.biases)) + list(self.biases)
+    for i, (kernel, bias) in enumerate(zip(self.kernels, biases)):
+      x = x @ kernel[...]
+      if bias is not None:
+        x = x + bias[...]
       if i < len(self.kernels) - 1:
+        if self.norms is not None:
+          x = self.norms[i](x, use_running_average=not train)
         x = jax.nn.gelu(x, approximate=False)
     return _unit(x, axis=-1) @ _unit(self.prototypes[...].astype(x.dtype), axis=0)
 
@@ -121,8 +143,9 @@ class NClipHead(nnx.Module):
 
   def __init__(self, options, dims, rngs: nnx.Rngs):
     sizes = (options["hidden_dim"], options["bottleneck_dim"], options["prototypes"])
-    self.image = PrototypeHead(dims["image_width"], *sizes, rngs=rngs)
-    self.text = PrototypeHead(dims["text_width"], *sizes, rngs=rngs)
+    norm = options["head_norm"] == "batch"
+    self.image = PrototypeHead(dims["image_width"], *sizes, rngs=rngs, batch_norm=norm)
+    self.text = PrototypeHead(dims["text_width"], *sizes, rngs=rngs, batch_norm=norm)
     self.student_temp = float(options["student_temp"])
     if options["anti_collapse"] == "centering":
       self.image_center = nnx.BatchStat(jnp.zeros((options["prototypes"],)))
@@ -132,9 +155,9 @@ class NClipHead(nnx.Module):
     self.ema_momentum = float(options["ema_momentum"])
     if options["teacher"] == "ema":
       self.image_teacher = PrototypeHead(dims["image_width"], *sizes, rngs=rngs,
-                                         variable=TeacherWeight)
+                                         variable=TeacherWeight, batch_norm=norm)
       self.text_teacher = PrototypeHead(dims["text_width"], *sizes, rngs=rngs,
-                                        variable=TeacherWeight)
+                                        variable=TeacherWeight, batch_norm=norm)
       for s, t in self._pairs():  # the teacher starts as a copy of the student
         t[...] = s[...]
     else:
@@ -248,5 +271,5 @@ def loss(outputs, head, ctx, options):
 
 
 def embed(head, modality: str, features: jax.Array) -> jax.Array:
-  scores = getattr(head, modality)(features)
+  scores = getattr(head, modality)(features, train=False)
   return _unit(jax.nn.softmax(scores / head.student_temp, axis=-1), axis=-1)

@@ -113,13 +113,17 @@ def small_head(**overrides):
   return nclip.make_head(opts, {"image_width": 7, "text_width": 4}, nnx.Rngs(0)), opts
 
 
-def head_reference(head, x):
-  """MLP -> GELU -> ... -> L2-normalise -> unit-norm prototype columns, float64."""
-  weights = [(np.asarray(k[...], np.float64), np.asarray(b[...], np.float64))
-             for k, b in zip(head.kernels, head.biases)]
+def head_reference(head, x, batch_norm=False):
+  """MLP -> [standardise over the batch] -> GELU -> ... -> L2-normalise -> unit-norm
+  prototype columns, float64."""
+  biases = [np.asarray(b[...], np.float64) for b in head.biases]
+  biases = [0.0] * (len(head.kernels) - len(biases)) + biases     # none before a batch norm
+  weights = [(np.asarray(k[...], np.float64), b) for k, b in zip(head.kernels, biases)]
   for i, (k, b) in enumerate(weights):
     x = x @ k + b
     if i < len(weights) - 1:
+      if batch_norm:
+        x = (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5)
       x = 0.5 * x * (1 + ERF(x / math.sqrt(2)))
   x = x / np.linalg.norm(x, axis=1, keepdims=True)
   w = np.asarray(head.prototypes[...], np.float64)
@@ -133,6 +137,20 @@ def test_prototype_head_matches_reference():
     got = np.asarray(head.image(jnp.asarray(x)))
   np.testing.assert_allclose(got, head_reference(head.image, x), rtol=1e-9)
   assert np.abs(got).max() <= 1 + 1e-9  # cosines
+
+
+def test_prototype_head_with_batch_norm_matches_reference():
+  head, _ = small_head(head_norm="batch")
+  assert len(head.image.biases) == 1
+  x = np.random.default_rng(1).normal(size=(6, 7))
+  with jax.enable_x64(True):
+    got = np.asarray(nnx.clone(head).image(jnp.asarray(x), train=True))
+  np.testing.assert_allclose(got, head_reference(head.image, x, batch_norm=True), rtol=1e-9)
+  # Evaluation uses running statistics: a single example embeds as it does in a batch.
+  head.image(jnp.asarray(x, jnp.float32))
+  one = nclip.embed(head, "image", jnp.asarray(x[:1], jnp.float32))
+  many = nclip.embed(head, "image", jnp.asarray(x, jnp.float32))
+  np.testing.assert_allclose(one[0], many[0], rtol=1e-5, atol=1e-6)
 
 
 def outputs_for(rng, B=6):
@@ -220,6 +238,7 @@ def test_embedding_is_the_unit_prediction_distribution():
     ("anti_collapse", "whitening", "anti_collapse"),
     ("teacher", "momentum", "teacher"),
     ("prototypes", 0, "prototypes"),
+    ("head_norm", "layer", "head_norm"),
     ("teacher_temp", 0.0, "teacher_temp"),
 ])
 def test_bad_options_fail_with_one_sentence(option, value, needle):
