@@ -19,9 +19,10 @@ from lang_image.models.vit import VisionTransformer
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-  x = x.astype(jnp.float32)
-  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, -1, keepdims=True), eps))
+def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
+  """Unit vectors along `axis`, in at least float32 (float64 stays: reference tests)."""
+  x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis, keepdims=True), eps))
 
 
 class TwoTower(nnx.Module):

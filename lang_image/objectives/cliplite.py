@@ -44,6 +44,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lang_image.config import ConfigError
+from lang_image.models.two_tower import l2_normalize
 
 DEFAULTS = {
     "critic_dim": 2048,
@@ -118,10 +119,6 @@ def make_head(options, dims, rngs):
   return Critic(options, dims, rngs)
 
 
-def _unit(x):
-  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, -1, keepdims=True), 1e-12))
-
-
 def negative_index(batch: int, negatives: str, rng=None) -> jax.Array:
   """Index of the text each image is paired with as its negative."""
   if negatives == "roll":
@@ -133,7 +130,7 @@ def negative_index(batch: int, negatives: str, rng=None) -> jax.Array:
 
 def jsd_loss(image_block, text_block, log_temperature, negative):
   """-> (loss, positive critic values, negative critic values) from the critic blocks."""
-  u, v = _unit(image_block), _unit(text_block)
+  u, v = l2_normalize(image_block), l2_normalize(text_block)
   scale = jnp.exp(log_temperature)
   positive = scale * jnp.sum(u * v, -1)
   negative_score = scale * jnp.sum(u * v[negative], -1)
@@ -171,4 +168,4 @@ def loss(outputs, head, ctx, options):
 
 
 def embed(head, modality: str, features: jax.Array) -> jax.Array:
-  return _unit(getattr(head, modality)(features, train=False))
+  return l2_normalize(getattr(head, modality)(features, train=False))

@@ -56,6 +56,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lang_image.config import ConfigError
+from lang_image.models.two_tower import l2_normalize
 
 DEFAULTS = {
     "prototypes": 16384,
@@ -132,7 +133,7 @@ class PrototypeHead(nnx.Module):
         if self.norms is not None:
           x = self.norms[i](x, use_running_average=not train)
         x = jax.nn.gelu(x, approximate=False)
-    return _unit(x, axis=-1) @ _unit(self.prototypes[...].astype(x.dtype), axis=0)
+    return l2_normalize(x) @ l2_normalize(self.prototypes[...].astype(x.dtype), axis=0)
 
   def weights(self) -> list:
     return [*self.kernels, *self.biases, self.prototypes]
@@ -183,10 +184,6 @@ def make_head(options, dims, rngs):
 def ema_momentum(step, total_steps: int, base: float) -> jax.Array:
   progress = jnp.asarray(step, jnp.float32) / max(total_steps, 1)
   return 1.0 - (1.0 - base) * (jnp.cos(math.pi * progress) + 1.0) / 2.0
-
-
-def _unit(x, axis):
-  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=axis, keepdims=True), 1e-12))
 
 
 def sinkhorn(logits: jax.Array, iters: int) -> jax.Array:
@@ -272,4 +269,4 @@ def loss(outputs, head, ctx, options):
 
 def embed(head, modality: str, features: jax.Array) -> jax.Array:
   scores = getattr(head, modality)(features, train=False)
-  return _unit(jax.nn.softmax(scores / head.student_temp, axis=-1), axis=-1)
+  return l2_normalize(jax.nn.softmax(scores / head.student_temp, axis=-1))

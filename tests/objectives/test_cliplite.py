@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from finite_differences import numeric_grad
 from lang_image.config import ConfigError
 from lang_image.objectives import Context, check_config, cliplite
 
@@ -41,16 +42,6 @@ def reference_loss(critic, f, g, tau, negative):
   t_pos = math.exp(tau) * np.sum(a * b, 1)
   t_neg = math.exp(tau) * np.sum(a * b[negative], 1)
   return np.mean(softplus(-t_pos)) + np.mean(softplus(t_neg))
-
-
-def numeric_grad(fn, x, h=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(x.shape):
-    up, down = x.copy(), x.copy()
-    up[idx] += h
-    down[idx] -= h
-    g[idx] = (fn(up) - fn(down)) / (2 * h)
-  return g
 
 
 def make_critic(**overrides):

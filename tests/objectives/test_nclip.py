@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from finite_differences import numeric_grad
 from lang_image.config import ConfigError
 from lang_image.objectives import Context, check_config, nclip
 
@@ -50,16 +51,6 @@ def reference_loss(student_i, student_t, teacher_i, teacher_t, opts, centers=(No
   if opts["anti_collapse"] == "me_max":
     return cross - opts["me_max_weight"] * 0.5 * (h(p_i.mean(0)) + h(p_t.mean(0)))
   return cross
-
-
-def numeric_grad(f, x, h=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(x.shape):
-    up, down = x.copy(), x.copy()
-    up[idx] += h
-    down[idx] -= h
-    g[idx] = (f(up) - f(down)) / (2 * h)
-  return g
 
 
 def options(**overrides):
