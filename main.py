@@ -70,6 +70,9 @@ def main(argv):
   config = _CONFIG.value
   try:
     distributed.initialize()  # Joins a multi-process job, if any, before devices are used.
+    import jax
+    if jax.process_index() > 0:  # One voice: the other processes speak only of trouble.
+      logging.set_verbosity(logging.WARNING)
     config_lib.validate(config, _WORKDIR.value)
   except config_lib.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)

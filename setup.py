@@ -38,5 +38,13 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["lang_image", "lang_image.*"]),
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest==9.2.0"]},
+    package_data={"lang_image.evaluators": ["prompts/*.txt"]},
+    extras_require={
+        # nbclient, nbformat, ipykernel: the notebook tests; jsonschema: the results' schema.
+        "test": ["pytest==9.2.0", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0",
+                 "jsonschema==4.26.0"],
+        # Importing and exporting OpenAI / open_clip / Hugging Face CLIP weights
+        # (lang_image/interop); torch 2.13.0 installs the CPU build here.
+        "interop": ["torch==2.13.0", "transformers==5.23.0", "safetensors==0.8.0"],
+    },
 )

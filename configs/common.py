@@ -69,6 +69,7 @@ def base(args) -> ml_collections.ConfigDict:
   tiny = size == "mu"
   c = ml_collections.ConfigDict()
   c.seed = args.seed
+  c.init = ""  # Released weights to start from: hf:/model/folder or openai:/file.pt (interop).
   c.total_steps = args.steps
   c.batch_size = args.batch
 
@@ -82,7 +83,14 @@ def base(args) -> ml_collections.ConfigDict:
       # A conv stem trains the small CPU model much faster; 'patch' is the standard ViT.
       image_stem="conv" if tiny else "patch",
       text_pool="eot",
+      # Pixel statistics: 'minus_one_one' maps [0, 255] to [-1, 1]; 'clip' / 'imagenet' are
+      # those of imported CLIP towers (set from config.init).
+      image_norm="minus_one_one",
+      # Compute dtype: 'bfloat16' runs matmuls and the residual stream in bf16 while
+      # parameters, optimizer state, norms' statistics and losses stay float32.
       dtype="float32",
+      # Per-block rematerialisation: none | full | dots | dots_no_batch (layers.py).
+      remat="none",
       logit_scale_init=math.log(1 / 0.07),
       logit_scale_max=math.log(100.0),
   ))
@@ -111,8 +119,15 @@ def base(args) -> ml_collections.ConfigDict:
       grad_clip=1.0,
   ))
 
-  # Device mesh; -1 means 'all remaining devices'.
+  # Device mesh; -1 means 'all remaining devices'. The batch is split over both axes;
+  # parameters and optimizer state are sharded over 'fsdp' (rules in lang_image/parallel.py).
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
+  # 'shard_map': each device computes the loss on its rows against gathered embeddings
+  # (B_local x B memory); 'global': XLA partitions the plain global computation (checking).
+  c.loss_impl = "shard_map"
+  # >1: GradCache accumulation; the towers see batch_size / microbatches pairs at a time
+  # while every pair's negatives are still the whole batch.
+  c.microbatches = 1
 
   c.log_every = 50
   c.checkpoint_every = 200
@@ -127,6 +142,14 @@ def base(args) -> ml_collections.ConfigDict:
       # train images, penalty chosen on the validation split).
       linear_probe=True,
       linear_probe_examples=5000,
+      # k-NN on the same frozen features (cosine, votes exp(s / T); Wu et al. 2018).
+      knn=True,
+      knn_k=20,
+      knn_temperature=0.07,
+      # Retrieval on the embedded data: the stored caption plus generated ones per image.
+      captions_per_image=1,
+      # PNGs (W/pictures/) and TensorBoard images of the curves and embeddings at the end.
+      pictures=True,
   ))
   c.profile_steps = 0  # >0: capture a profiler trace of this many steps after warm-up.
   return c

@@ -15,6 +15,10 @@ import tempfile
 import ml_collections
 
 
+# How the objective's loss runs over the mesh (lang_image/objectives/global_batch.py).
+LOSS_IMPLS = ("shard_map", "global")
+
+
 class ConfigError(ValueError):
   """A user-fixable problem with the config or the environment."""
 
@@ -88,11 +92,27 @@ def validate(config, workdir: str | None, device_count: int | None = None) -> No
   if device_count is None:
     import jax
     device_count = jax.device_count()
+  if config.get("init"):
+    # The model and tokenizer fields become those of the weights named by config.init.
+    from lang_image.interop import init as interop_init
+    interop_init.configure(config)
+  from lang_image.models.pretrainer import IMAGE_NORMS
+  if config.model.get("image_norm", "minus_one_one") not in IMAGE_NORMS:
+    raise ConfigError(f"unknown config.model.image_norm {config.model.image_norm!r}; use one "
+                      f"of {list(IMAGE_NORMS)}.")
   data, fsdp = mesh_shape(config.mesh, device_count)
   if config.batch_size <= 0 or config.batch_size % (data * fsdp):
     raise ConfigError(f"global batch {config.batch_size} is not divisible by the {data * fsdp} "
                       f"data-parallel devices (mesh data={data}, fsdp={fsdp}); pick a batch "
                       f"that is a multiple of {data * fsdp}.")
+  microbatches = int(config.get("microbatches", 1))
+  if microbatches < 1 or config.batch_size % (data * fsdp * microbatches):
+    raise ConfigError(f"config.microbatches={microbatches} does not split the global batch "
+                      f"{config.batch_size} evenly over the {data * fsdp} devices; pick "
+                      f"microbatches >= 1 dividing {config.batch_size // (data * fsdp)}.")
+  if config.get("loss_impl", "shard_map") not in LOSS_IMPLS:
+    raise ConfigError(f"unknown config.loss_impl {config.loss_impl!r}; use one of "
+                      f"{list(LOSS_IMPLS)}.")
   if config.total_steps <= 0:
     raise ConfigError(f"config.total_steps must be positive, got {config.total_steps}.")
   if not (math.isfinite(config.optim.lr) and config.optim.lr > 0):
@@ -103,6 +123,13 @@ def validate(config, workdir: str | None, device_count: int | None = None) -> No
     variants.parse_text(config.model.text)
   except ValueError as e:
     raise ConfigError(str(e)) from None
+  from lang_image.models import layers, two_tower
+  if config.model.dtype not in two_tower.DTYPES:
+    raise ConfigError(f"unknown config.model.dtype {config.model.dtype!r}; use one of "
+                      f"{list(two_tower.DTYPES)}.")
+  if config.model.get("remat", "none") not in layers.REMAT_POLICIES:
+    raise ConfigError(f"unknown config.model.remat {config.model.remat!r}; use one of "
+                      f"{list(layers.REMAT_POLICIES)}.")
   if config.model.image_size % vit.patch:
     raise ConfigError(f"image size {config.model.image_size} is not divisible by patch "
                       f"{vit.patch} of '{config.model.image}'; change config.model.image_size.")

@@ -20,8 +20,10 @@ import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lang_image import checkpoint, evaluators, objectives, optim, parallel
+from lang_image import pictures, run_config
 from lang_image.data import pipeline
 from lang_image.models.pretrainer import Pretrainer
 
@@ -37,6 +39,8 @@ class Trainer:
     self.config = config
     self.mesh = mesh
     self.terms = objectives.build(config.objectives)
+    self.loss_impl = config.get("loss_impl", "shard_map")
+    self.microbatches = int(config.get("microbatches", 1))
     self.schedule = optim.schedule(config.optim, config.total_steps)
     self.tx = optim.make_optimizer(config.optim, config.total_steps)
     self._make_model = lambda key: Pretrainer(config.model, vocab_size, self.terms,
@@ -71,23 +75,87 @@ class Trainer:
   def init_state(self, seed: int):
     return jax.jit(self._init, out_shardings=self.state_sharding)(jax.random.key(seed))
 
+  def _merge(self, params, rest):
+    # A copy: model state such as BatchNorm statistics is updated inside the trace.
+    return nnx.merge(self.graphdef, params, rest, copy=True)
+
+  def _objective_loss(self, model, outputs, ctx):
+    """The objective terms on the towers' outputs for the global batch
+    -> (loss, (metrics, non-parameter model state afterwards))."""
+    loss, metrics = objectives.mesh_total_loss(self.terms, outputs, model.heads, ctx,
+                                               self.mesh, parallel.BATCH_AXES, self.loss_impl)
+    metrics["logit_scale"] = jnp.exp(outputs["logit_scale"])
+    return loss, (metrics, nnx.state(model, nnx.Not(nnx.Param)))
+
   def _loss_and_grads(self, state, batch):
     """-> (metrics, non-parameter model state after the forward pass, gradients)."""
     step = state["step"]
     ctx = objectives.Context(
         step=step, total_steps=self.config.total_steps,
         rng=jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step))
+    if self.microbatches > 1:
+      return self._accumulated_loss_and_grads(state, batch, ctx)
 
     def loss_fn(params):
-      # A copy: model state such as BatchNorm statistics is updated inside this trace.
-      model = nnx.merge(self.graphdef, params, state["rest"], copy=True)
-      outputs = model(batch["image"], batch["text"])
-      loss, metrics = objectives.total_loss(self.terms, outputs, model.heads, ctx)
-      metrics["logit_scale"] = jnp.exp(outputs["logit_scale"])
-      return loss, (metrics, nnx.state(model, nnx.Not(nnx.Param)))
+      model = self._merge(params, state["rest"])
+      return self._objective_loss(model, model(batch["image"], batch["text"]), ctx)
 
     (_, (metrics, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     return metrics, rest, grads
+
+  def _accumulated_loss_and_grads(self, state, batch, ctx):
+    """The gradient of the full-batch loss, with tower activations for one micro-batch at a
+    time (GradCache, Gao et al. 2021):
+
+      1. the towers embed each of the k micro-batches, keeping no activations;
+      2. the objective runs once on the outputs of the whole batch, so every micro-batch's
+         negatives are the full batch: gradients for the heads and the logit scale, and
+         dL/d(output) for every sample;
+      3. each micro-batch's towers run again and back-propagate their slice of dL/d(output);
+         the tower gradients add up over micro-batches.
+
+    Exact up to float summation order; costs one extra tower forward pass per step.
+    """
+    params, rest, k = state["params"], state["rest"], self.microbatches
+
+    def per_sample_outputs(params, micro):
+      outputs = self._merge(params, rest)(micro["image"], micro["text"])
+      return {name: value for name, value in outputs.items() if jnp.ndim(value)}
+
+    micro = jax.tree.map(self._split_micro, batch)
+    _, stacked = jax.lax.scan(lambda _, mb: (None, per_sample_outputs(params, mb)), None, micro)
+    outputs = jax.tree.map(self._join_micro, jax.lax.stop_gradient(stacked))
+
+    def objective(params, outputs):
+      model = self._merge(params, rest)
+      return self._objective_loss(model, {**outputs, **model.towers.scalar_outputs()}, ctx)
+
+    (_, (metrics, new_rest)), (grads, output_grads) = jax.value_and_grad(
+        objective, argnums=(0, 1), has_aux=True)(params, outputs)
+
+    def backward(total, xs):
+      mb, cotangent = xs
+      _, pullback = jax.vjp(lambda p: per_sample_outputs(p, mb), params)
+      return jax.tree.map(jnp.add, total, pullback(cotangent)[0]), None
+
+    grads, _ = jax.lax.scan(backward, grads,
+                            (micro, jax.tree.map(self._split_micro, output_grads)))
+    return metrics, new_rest, grads
+
+  def _split_micro(self, x):
+    """[B, ...] -> [k, B / k, ...]: micro-batch j takes slice j of every device's rows, so
+    each micro-batch stays spread over all devices."""
+    n, k = self.mesh.size, self.microbatches
+    x = x.reshape(n, k, x.shape[0] // (n * k), *x.shape[1:]).swapaxes(0, 1)
+    x = x.reshape(k, -1, *x.shape[3:])
+    return jax.lax.with_sharding_constraint(
+        x, NamedSharding(self.mesh, P(None, parallel.BATCH_AXES)))
+
+  def _join_micro(self, x):
+    """The inverse of `_split_micro`: [k, B / k, ...] -> [B, ...] in the batch's order."""
+    n, k = self.mesh.size, self.microbatches
+    x = x.reshape(k, n, -1, *x.shape[2:]).swapaxes(0, 1).reshape(-1, *x.shape[2:])
+    return jax.lax.with_sharding_constraint(x, self.batch_sharding)
 
   def _train_step(self, state, batch):
     metrics, rest, grads = self._loss_and_grads(state, batch)
@@ -119,6 +187,9 @@ def run(config, workdir: str) -> dict:
   restored = ckpt.restore(trainer.abstract_state)
   if restored is None:
     state, position = trainer.init_state(config.seed), 0
+    if config.get("init"):  # Released tower weights (lang_image/interop/init.py).
+      from lang_image.interop import init as interop_init
+      state = interop_init.init_state(state, config.init)
     logging.info("No checkpoint in %s: starting from scratch.", ckpt.directory)
   else:
     state, data = restored
@@ -167,6 +238,10 @@ def run(config, workdir: str) -> dict:
     ckpt.maybe_save(total, state, {"next_batch": stream.position}, force=True)
   ckpt.wait()
   ckpt.close()
+  if jax.process_index() == 0:
+    run_config.save(workdir, config)
+    if config.eval.pictures:
+      pictures.write_run(workdir, total, evaluator, writer, read_train_metrics(workdir))
   writer.flush()
   return eval_metrics
 

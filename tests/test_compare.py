@@ -25,6 +25,7 @@ def test_summary_is_mean_and_sample_std_over_seeds():
   assert "| `b` | 1 | 50.0 ± 0.0 | 0.80 | 1.50 |" in table
 
 
+@pytest.mark.slow
 def test_command_trains_each_config_and_writes_tables(tmp_path, tiny_data_dir):
   out = str(tmp_path / "cmp")
   args = [sys.executable, "-m", "lang_image.compare", f"--out={out}",

@@ -249,6 +249,7 @@ def two_process_run(tmp_path_factory, tiny_data_dir):
               losses=train_losses(workdir), state=saved_state(workdir, STEPS))
 
 
+@pytest.mark.slow
 def test_two_processes_train_checkpoint_and_evaluate_once(two_process_run):
   run_, workdir = two_process_run["result"], two_process_run["workdir"]
   assert "Process 0 of 2 (explicit, coordinator 127.0.0.1:" in run_.stderr
@@ -270,6 +271,7 @@ def test_two_processes_train_checkpoint_and_evaluate_once(two_process_run):
   assert int(two_process_run["state"]["step"]) == STEPS
 
 
+@pytest.mark.slow
 def test_two_processes_resume_from_a_checkpoint_exactly(two_process_run, tiny_data_dir):
   workdir = two_process_run["workdir"]
   resumed = os.path.join(str(two_process_run["base"]), "resumed")
@@ -291,6 +293,7 @@ def test_two_processes_resume_from_a_checkpoint_exactly(two_process_run, tiny_da
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_the_same_devices(two_process_run, tiny_data_dir):
   """Global-batch semantics: 2 x 4 devices train like 1 x 8 on the same global batches.
 
@@ -313,3 +316,4 @@ def test_two_processes_match_one_process_with_the_same_devices(two_process_run, 
   for a, b in zip(jax.tree.leaves(ref_state["params"]),
                   jax.tree.leaves(two_process_run["state"]["params"])):
     np.testing.assert_allclose(b, a, rtol=0, atol=2e-6)
+

@@ -5,29 +5,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from cli_runs import env, train_command as command
+
 CHANCE = 100.0 / 48
-
-
-def command(workdir, data_dir, *extra, steps=60):
-  return [sys.executable, os.path.join(ROOT, "main.py"),
-          f"--config={os.path.join(ROOT, 'configs', 'clip.py')}:steps={steps},batch=64",
-          f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
-          "--config.data.variant=tiny", "--config.log_every=10", "--config.eval.batch_size=240",
-          *extra]
-
-
-def env(devices=1):
-  e = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-  e["PYTHONPATH"] = ROOT
-  return e
 
 
 def scalars(workdir, tag):
@@ -37,19 +23,18 @@ def scalars(workdir, tag):
   return {e.step: float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors(tag)}
 
 
-def test_training_run_learns_evaluates_and_checkpoints(tmp_path, tiny_data_dir):
-  workdir = str(tmp_path / "run")
-  result = subprocess.run(command(workdir, tiny_data_dir, "--config.checkpoint_every=30",
-                                  "--config.eval_every=30"),
-                          env=env(), capture_output=True, text=True, timeout=600)
+def test_training_run_learns_evaluates_and_checkpoints(trained_run):
+  workdir, result = trained_run.workdir, trained_run.result
   assert result.returncode == 0, result.stderr[-3000:]
   final = result.stdout.strip().splitlines()[-1]
   assert final.startswith("final ") and "zero_shot/top1=" in final
   with open(os.path.join(workdir, "eval", "step_00000060.json")) as f:
     metrics = json.load(f)["metrics"]
   assert metrics["zero_shot/top1"] > 3 * CHANCE, metrics
-  assert {"retrieval/i2t_r1", "retrieval/t2i_r10", "zero_shot/top1_unseen"} <= set(metrics)
+  assert {"retrieval/i2t_r1", "retrieval/t2i_r10", "zero_shot/top1_unseen",
+          "zero_shot/mean_per_class_recall", "retrieval/i2t_median_rank", "knn/top1"} <= set(metrics)
   assert metrics["linear_probe/top1"] > 3 * CHANCE, metrics
+  assert metrics["knn/top1"] > 3 * CHANCE, metrics
   loss = scalars(workdir, "train/loss")
   assert loss[60] < loss[10] - 0.3, loss
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["30", "60"]
@@ -57,6 +42,9 @@ def test_training_run_learns_evaluates_and_checkpoints(tmp_path, tiny_data_dir):
       "step_00000030.json", "step_00000060.json"]
   assert set(scalars(workdir, "eval/zero_shot/top1")) == {30, 60}
   assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
+  # The end of the run: its config for later evaluation, and its pictures.
+  assert os.path.isfile(os.path.join(workdir, "config.json"))
+  assert os.path.getsize(os.path.join(workdir, "pictures", "training_curves.png")) > 5_000
 
 
 def test_killed_run_resumes_from_last_checkpoint(tmp_path, tiny_data_dir):

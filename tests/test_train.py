@@ -41,7 +41,7 @@ def synthetic_batch(seed, batch=16):
           "text": tokens}
 
 
-def run_steps(config, mesh, n_steps):
+def run_steps(config, mesh, n_steps, batch_size=16):
   """-> trainer, final state, per-step (metrics, gradients)."""
   trainer = Trainer(config, mesh, VOCAB)
   state = trainer.init_state(0)
@@ -54,7 +54,7 @@ def run_steps(config, mesh, n_steps):
                     out_shardings=((trainer.state_sharding, None), None))
   with jax.set_mesh(mesh):
     for i in range(n_steps):
-      batch = pipeline.to_global(synthetic_batch(i), trainer.batch_sharding)
+      batch = pipeline.to_global(synthetic_batch(i, batch_size), trainer.batch_sharding)
       (state, metrics), grads = step_fn(state, batch)
       history.append((jax.device_get(metrics), jax.device_get(grads)))
   return trainer, state, history

@@ -52,7 +52,7 @@ def open_dataset(data_cfg, max_len: int) -> Dataset:
   builder = shapes_tfds.prepare(data_dir, data_cfg.variant)
   path = data_cfg.tokenizer or tokenizer_lib.shapes_tokenizer(
       data_dir, data_cfg.variant, data_cfg.vocab_size)
-  return Dataset(builder, tokenizer_lib.Tokenizer(path), max_len,
+  return Dataset(builder, tokenizer_lib.load(path), max_len,
                  list(shapes.CLASSES), list(shapes.PROMPT_TEMPLATES))
 
 

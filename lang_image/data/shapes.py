@@ -194,6 +194,16 @@ def describe(split: str, index: int, seed: int = DEFAULT_SEED) -> dict:
               held_out=label in HELD_OUT_LABELS, objects=objects)
 
 
+def captions(split: str, index: int, n: int, seed: int = DEFAULT_SEED) -> list[str]:
+  """`n` captions of example `index`: its own caption (as stored in the dataset), then
+  n - 1 further descriptions of the same scene, each from its own random stream (2, 3, ...),
+  for retrieval with several captions per image. Captions may repeat."""
+  example = describe(split, index, seed)
+  extra = [_caption(np.random.default_rng([seed, _SPLIT_IDS[split], index, 2 + j]),
+                    example["objects"]) for j in range(n - 1)]
+  return [example["caption"], *extra]
+
+
 def _outline(shape: str, angle: float) -> np.ndarray:
   """Polygon vertices of a shape of unit radius centred on the origin."""
   if shape == "square":

@@ -114,6 +114,16 @@ class Tokenizer:
     return self._sp.decode(rows)
 
 
+def load(path: str):
+  """The tokenizer stored at `path`: a SentencePiece model, or a CLIP BPE vocabulary (a folder
+  with vocab.json and merges.txt, or bpe_simple_vocab_16e6.txt.gz) read by
+  lang_image.interop.bpe. Both encode(texts, max_len) to int32 rows ending in end-of-text."""
+  if os.path.isdir(path) or path.endswith((".txt", ".txt.gz")):
+    from lang_image.interop import bpe
+    return bpe.BpeTokenizer.from_path(path)
+  return Tokenizer(path)
+
+
 def shapes_tokenizer(data_dir: str, config: str = "default", vocab_size: int = 1000) -> str:
   """Path of the tokenizer kept with the prepared shapes dataset.
 

@@ -1,92 +1,137 @@
-"""Evaluators run during training and at the end: zero-shot classification and retrieval in
-the objective's embedding space, and a linear probe on the frozen pooled image features
-(the towers' output before any projection or head, which every objective trains)."""
+"""Evaluators run during training, at its end, and standalone (`lang_image.evaluate`).
+
+On one eval set (`eval_sets`): zero-shot classification and retrieval in the objective's
+embedding space; a linear probe and k-NN classification on the frozen pooled image features
+(the towers' output before any projection or head, which every objective trains). Which tasks
+run is set by config.eval (`zero_shot`, `retrieval`, `linear_probe`, `knn`); a task the eval
+set cannot support (retrieval without captions, classification without labels) is skipped.
+
+Metric names: `zero_shot/{top1, top5, top1_<subset>, mean_per_class_recall}`,
+`retrieval/{i2t,t2i}_r{1,5,10}` and `retrieval/{i2t,t2i}_{mean,median}_rank`,
+`linear_probe/{top1, top5, mean_per_class_recall, val_top1, l2}`,
+`knn/{top1, top5, mean_per_class_recall}`; accuracies and recalls in percent. Ties are broken
+at random in expectation everywhere (`ranks`, `classification`, `knn`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 import jax
 import numpy as np
+from absl import logging
 from jax.experimental import multihost_utils
 
-from lang_image.evaluators import linear_probe, retrieval, zero_shot
+from lang_image.evaluators import eval_sets, knn, linear_probe, retrieval, zero_shot
+from lang_image.evaluators import tfds_sets  # noqa: F401  (registers the tfds eval sets)
+
+TASKS = ("zero_shot", "retrieval", "linear_probe", "knn")
 
 
-def embed_all(embed_fn, array: np.ndarray, batch_size: int, sharding) -> np.ndarray:
-  """Applies a jitted embedding fn to a host array in padded, batch-sharded chunks."""
-  n = len(array)
+def embed_all(embed_fn, images, batch_size: int, sharding) -> np.ndarray:
+  """Applies a jitted embedding fn to host data (an array or an `eval_sets.ImageStream`) in
+  padded, batch-sharded chunks."""
   out = []
-  for start in range(0, n, batch_size):
-    chunk = array[start:start + batch_size]
+  for chunk in eval_sets.image_chunks(images, batch_size):
     pad = batch_size - len(chunk)
     if pad:
       chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
     # Every process holds the whole eval set, so each fills its own shards from it.
-    global_chunk = jax.make_array_from_callback(chunk.shape, sharding, lambda idx: chunk[idx])
+    global_chunk = jax.make_array_from_callback(chunk.shape, sharding,
+                                                lambda idx, c=chunk: c[idx])
     emb = multihost_utils.process_allgather(embed_fn(global_chunk), tiled=True)
     out.append(np.asarray(emb, np.float32)[:batch_size - pad])
   return np.concatenate(out)
 
 
-class Evaluator:
-  """Zero-shot, retrieval and linear probe on held-in-memory eval splits."""
+@dataclasses.dataclass
+class Embeddings:
+  """What the latest evaluation computed, for pictures: unit embeddings of the test images,
+  of the classes (zero-shot) and of the captions (retrieval), None where not computed."""
+  images: np.ndarray
+  classes: np.ndarray | None = None
+  captions: np.ndarray | None = None
 
-  def __init__(self, dataset, eval_cfg, sharding):
-    from lang_image.data import pipeline
-    self._data = pipeline.load_split(dataset, eval_cfg.split)
-    self._probe = None
-    if eval_cfg.linear_probe:
-      # Fit on single-object train images, choose the penalty on validation, score on the
-      # eval split. The held-out pairs have no train images: the probe covers the rest.
-      fit = pipeline.load_split(dataset, "train", limit=eval_cfg.linear_probe_examples,
-                                single_object=True)
-      val = pipeline.load_split(dataset, "validation")
-      seen = np.isin(np.arange(len(dataset.classes)), fit["label"])
-      self._probe = {"train": fit, "validation": _keep(val, seen[val["label"]])}
-      self._probe_test = seen[self._data["label"]]
+
+class Evaluator:
+  """The configured tasks on one eval set (by default the embedded dataset's eval split)."""
+
+  def __init__(self, dataset, eval_cfg, sharding, eval_set: eval_sets.EvalSet | None = None):
+    self.tasks = [t for t in TASKS if eval_cfg[t]]
+    probes = "linear_probe" in self.tasks or "knn" in self.tasks
+    self.eval_set = eval_set or eval_sets.embedded(dataset, eval_cfg, probes=probes)
+    es = self.eval_set
+    skip = {"zero_shot": es.classes is None or es.test.labels is None,
+            "retrieval": es.captions is None,
+            "linear_probe": es.fit is None or es.test.labels is None,
+            "knn": es.fit is None or es.test.labels is None}
+    for task in self.tasks:
+      if skip[task]:
+        logging.info("Skipping %s on %s: the dataset does not provide what it needs.", task,
+                     es.name)
+    self.tasks = [t for t in self.tasks if not skip[t]]
     self._cfg = eval_cfg
     self._sharding = sharding
     n_dev = sharding.mesh.size
     self._batch = -(-eval_cfg.batch_size // n_dev) * n_dev
-    self._classes = dataset.classes
-    self._prompt_tokens = dataset.tokenize(zero_shot.prompts(dataset.classes, dataset.templates))
+    if "zero_shot" in self.tasks:
+      self._prompt_tokens = dataset.tokenize(zero_shot.prompts(es.classes, es.templates))
+    if "retrieval" in self.tasks:
+      self._caption_tokens = dataset.tokenize(es.captions)
+    if es.fit is not None and es.test.labels is not None:
+      # Classes without fit examples cannot be learnt: the probes are scored on the others.
+      seen = np.isin(np.arange(self.num_classes), es.fit.labels)
+      self._probe_val = seen[es.validation.labels]
+      self._probe_test = seen[es.test.labels]
+    self.last: Embeddings | None = None
+
+  @property
+  def num_classes(self) -> int:
+    es = self.eval_set
+    if es.classes is not None:
+      return len(es.classes)
+    return int(max(es.test.labels.max(), es.fit.labels.max() if es.fit else 0)) + 1
+
+  def _embed(self, fn, data) -> np.ndarray:
+    return embed_all(fn, data, self._batch, self._sharding)
 
   def __call__(self, embed_images, embed_texts, image_features=None) -> dict:
-    image_emb = embed_all(embed_images, self._data["image"], self._batch, self._sharding)
+    es = self.eval_set
+    self.last = Embeddings(images=self._embed(embed_images, es.test.images))
     metrics = {}
-    if self._probe is not None and image_features is not None:
-      metrics.update(self._linear_probe(image_features))
-    if self._cfg.zero_shot:
-      prompt_emb = embed_all(embed_texts, self._prompt_tokens, self._batch, self._sharding)
-      class_emb = zero_shot.class_embeddings(prompt_emb, len(self._classes))
-      held_out = self._data["held_out"]
-      accuracy = zero_shot.zero_shot_accuracy(
-          image_emb, class_emb, self._data["label"],
-          subsets={"seen": ~held_out, "unseen": held_out})
+    if image_features is not None and {"linear_probe", "knn"} & set(self.tasks):
+      metrics.update(self._probes(image_features))
+    if "zero_shot" in self.tasks:
+      prompt_emb = self._embed(embed_texts, self._prompt_tokens)
+      self.last.classes = zero_shot.class_embeddings(prompt_emb, len(es.classes))
+      accuracy = zero_shot.zero_shot_accuracy(self.last.images, self.last.classes,
+                                              es.test.labels, subsets=es.subsets)
       metrics.update({f"zero_shot/{k}": v for k, v in accuracy.items()})
-    if self._cfg.retrieval:
-      text_emb = embed_all(embed_texts, self._data["text"], self._batch, self._sharding)
-      recall = retrieval.retrieval_recall(image_emb, text_emb)
-      metrics.update({f"retrieval/{k}": v for k, v in recall.items()})
+    if "retrieval" in self.tasks:
+      self.last.captions = self._embed(embed_texts, self._caption_tokens)
+      scores = retrieval.retrieval_metrics(self.last.images, self.last.captions,
+                                           es.caption_image)
+      metrics.update({f"retrieval/{k}": v for k, v in scores.items()})
     return metrics
 
-
-  def _linear_probe(self, image_features) -> dict:
-    def features(images):
-      return embed_all(image_features, images, self._batch, self._sharding)
-    fit, val = self._probe["train"], self._probe["validation"]
-    keep = self._probe_test
-    result = linear_probe.linear_probe(
-        (features(fit["image"]), fit["label"]), (features(val["image"]), val["label"]),
-        (features(self._data["image"][keep]), self._data["label"][keep]),
-        num_classes=len(self._classes))
-    return {f"linear_probe/{k}": float(v) for k, v in result.items()}
-
-
-def _keep(split: dict, mask: np.ndarray) -> dict:
-  return {k: v[mask] for k, v in split.items()}
+  def _probes(self, image_features) -> dict:
+    es = self.eval_set
+    fit = (self._embed(image_features, es.fit.images), es.fit.labels)
+    test_x = self._embed(image_features, es.test.images)
+    test = (test_x[self._probe_test], es.test.labels[self._probe_test])
+    metrics = {}
+    if "linear_probe" in self.tasks:
+      val_x = self._embed(image_features, es.validation.images)
+      val = (val_x[self._probe_val], es.validation.labels[self._probe_val])
+      result = linear_probe.linear_probe(fit, val, test, num_classes=self.num_classes)
+      metrics.update({f"linear_probe/{k}": float(v) for k, v in result.items()})
+    if "knn" in self.tasks:
+      result = knn.knn_classification(fit, test, self.num_classes, k=self._cfg.knn_k,
+                                      temperature=self._cfg.knn_temperature)
+      metrics.update({f"knn/{k}": v for k, v in result.items()})
+    return metrics
 
 
 def write_json(workdir: str, step: int, metrics: dict) -> str:
@@ -97,3 +142,16 @@ def write_json(workdir: str, step: int, metrics: dict) -> str:
     json.dump({"step": step, "metrics": metrics}, f, indent=2, sort_keys=True)
   os.replace(path + ".tmp", path)
   return path
+
+
+def read_json_history(workdir: str) -> list[dict]:
+  """Every evaluation a run logged in W/eval/, by step: [{"step": N, "metrics": {...}}]."""
+  directory = os.path.join(workdir, "eval")
+  if not os.path.isdir(directory):
+    return []
+  records = []
+  for name in sorted(os.listdir(directory)):
+    if name.startswith("step_") and name.endswith(".json"):
+      with open(os.path.join(directory, name)) as f:
+        records.append(json.load(f))
+  return sorted(records, key=lambda r: r["step"])

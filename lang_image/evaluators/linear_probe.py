@@ -29,7 +29,8 @@ costs far fewer iterations than independent (e.g. vmapped) cold starts, where ev
 would run as long as the slowest one. The lambda with the best validation top-1 is kept,
 and ties go to the LARGER penalty, the simpler model. Its weights (already fitted on the
 training split alone, so a refit would give the same model) score the test split. Accuracy
-is top-1 in percent with ties broken at random in expectation, as in zero_shot.py.
+(top-1, top-5, mean per-class recall) is in percent with ties broken at random in
+expectation, as in classification.py.
 
 A class that is absent from the training split has no finite optimum (its bias would run
 off to -inf), so it is left out of the softmax while fitting and gets a zero weight column
@@ -46,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lang_image.evaluators.classification import classification_metrics
 from lang_image.evaluators.ranks import expected_hits
 
 DEFAULT_L2_GRID = tuple(float(v) for v in np.logspace(-6, -1, 8))
@@ -212,11 +214,11 @@ def _top1(logits: np.ndarray, labels: np.ndarray) -> float:
 
 def linear_probe(train, val, test, num_classes: int, l2_grid=DEFAULT_L2_GRID,
                  steps: int = DEFAULT_STEPS) -> dict:
-  """Sweeps the penalty on `val`, reports the chosen probe's test top-1.
+  """Sweeps the penalty on `val`, reports the chosen probe's test accuracy.
 
   Each split is a (features [N, D], integer labels [N]) pair of host arrays. Returns
-  {"top1": test accuracy in percent, "val_top1": validation accuracy in percent,
-   "l2": the chosen penalty}.
+  {"top1", "top5", "mean_per_class_recall": test metrics in percent (`classification`),
+   "val_top1": validation accuracy in percent, "l2": the chosen penalty}.
   """
   num_classes = _check_num_classes(num_classes)
   train_x, train_y = _check_split("train", train, None, num_classes)
@@ -234,5 +236,5 @@ def linear_probe(train, val, test, num_classes: int, l2_grid=DEFAULT_L2_GRID,
   val_acc = np.array([_top1(val_x @ w[g] + b[g], val_y) for g in range(len(grid))])
   best = int(np.argmax(val_acc))  # the grid runs largest first: ties go to the larger penalty
   test_logits = ((test_x - mean) / scale) @ w[best] + b[best]
-  return {"top1": _top1(test_logits, test_y), "val_top1": float(val_acc[best]),
+  return {**classification_metrics(test_logits, test_y), "val_top1": float(val_acc[best]),
           "l2": float(grid[best])}

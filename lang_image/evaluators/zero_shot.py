@@ -1,15 +1,17 @@
 """Zero-shot classification: images against prompt-ensembled class embeddings.
 
-Each class embedding is the renormalised mean of its unit prompt embeddings (one prompt per
-template). Accuracy at k is the expected top-k hit rate with ties broken at random
-(`ranks.expected_hits`).
+Each class embedding is the renormalised mean of its unit prompt embeddings, one prompt per
+template ("a photo of a {}." with the class name filled in): prompt ensembling (Radford et al.
+2021). An image's score for class c is the cosine similarity with class embedding c; top-k
+accuracy and mean per-class recall follow from these scores (`classification`), ties broken
+at random in expectation.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from lang_image.evaluators.ranks import expected_hits
+from lang_image.evaluators.classification import classification_metrics
 
 
 def prompts(class_names, templates) -> list[str]:
@@ -24,15 +26,6 @@ def class_embeddings(prompt_emb: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def zero_shot_accuracy(image_emb, class_emb, labels, ks=(1, 5), subsets=None) -> dict:
-  """Top-k accuracy in percent, overall and on named boolean subsets of the examples."""
-  scores = np.asarray(image_emb) @ np.asarray(class_emb).T
-  hits = {k: expected_hits(scores, np.asarray(labels), k) for k in ks}
-  metrics = {}
-  for name, mask in {"": None, **(subsets or {})}.items():
-    if mask is not None and not np.any(mask):
-      continue
-    suffix = f"_{name}" if name else ""
-    for k in ks:
-      selected = hits[k] if mask is None else hits[k][np.asarray(mask)]
-      metrics[f"top{k}{suffix}"] = 100.0 * float(np.mean(selected))
-  return metrics
+  """Top-k accuracy (overall and on named boolean subsets) and mean per-class recall, in %."""
+  return classification_metrics(np.asarray(image_emb) @ np.asarray(class_emb).T, labels, ks,
+                                subsets)

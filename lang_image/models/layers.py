@@ -73,6 +73,14 @@ def layer_norm(width: int, rngs: nnx.Rngs, param_dtype: Dtype = jnp.float32):
                        param_dtype=param_dtype, rngs=rngs)
 
 
+def set_norm_epsilon(module: nnx.Module, epsilon: float) -> None:
+  """Sets the epsilon of every LayerNorm inside `module` (for weights trained with another
+  epsilon than LN_EPS); a static attribute, so set it before splitting or jitting."""
+  for _, m in nnx.iter_modules(module):
+    if isinstance(m, nnx.LayerNorm):
+      m.epsilon = float(epsilon)
+
+
 def apply_norm(ln: nnx.LayerNorm, x: jax.Array, dtype: Dtype) -> jax.Array:
   # Statistics in float32 regardless of the compute dtype: bf16 variance of
   # wide activations is too lossy.
@@ -158,16 +166,32 @@ class Block(nnx.Module):
     return x + self.mlp(apply_norm(self.ln2, x, self.dtype))
 
 
+# Rematerialisation per block: which activations of a block the backward pass keeps; the
+# rest is recomputed. "none": keep everything; "full": keep only the block's input;
+# "dots": keep matmul outputs, recompute the elementwise work (norms, GELU, softmax);
+# "dots_no_batch": keep only matmuls without batch dimensions (not attention's).
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_saveable,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
 class Encoder(nnx.Module):
   """`depth` pre-LN blocks followed by a final LayerNorm.
 
-  Returns per-token features [B, T, width] in `dtype`.
+  Returns per-token features [B, T, width] in `dtype`. `remat` names a policy of
+  REMAT_POLICIES applied to every block.
   """
 
   def __init__(self, width: int, depth: int, heads: int, mlp_dim: int, *,
                dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32,
-               act: str = "gelu", attn_impl: str | None = None,
+               act: str = "gelu", attn_impl: str | None = None, remat: str = "none",
                rngs: nnx.Rngs):
+    if remat not in REMAT_POLICIES:
+      raise ValueError(f"Unknown remat policy {remat!r}; known: {', '.join(REMAT_POLICIES)}.")
+    self.remat = remat
     self.dtype = dtype
     # nnx.List makes the index part of the parameter path (blocks.3.attn...).
     self.blocks = nnx.List([
@@ -180,7 +204,13 @@ class Encoder(nnx.Module):
   def __call__(self, x: jax.Array, *, causal: bool = False,
                mask: jax.Array | None = None) -> jax.Array:
     x = x.astype(self.dtype)
+
+    def run_block(block, x):
+      return block(x, causal=causal, mask=mask)
+
+    if self.remat != "none":
+      run_block = nnx.remat(run_block, policy=REMAT_POLICIES[self.remat])
     # Unrolled over depth (not per sample): XLA sees one static graph.
     for block in self.blocks:
-      x = block(x, causal=causal, mask=mask)
+      x = run_block(block, x)
     return apply_norm(self.ln_final, x, self.dtype)

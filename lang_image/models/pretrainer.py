@@ -14,12 +14,27 @@ from lang_image import objectives
 from lang_image.models import two_tower, variants
 
 
-def preprocess_images(images: jax.Array, image_size: int) -> jax.Array:
-  """uint8 [B, H, W, 3] -> float32 in [-1, 1] at the model's resolution, on device.
+# Per-channel (mean, std) of pixels in [0, 1] for `config.model.image_norm`. lang_image's own
+# towers see [-1, 1]; imported CLIP towers see the statistics they were trained with.
+IMAGE_NORMS = {
+    "minus_one_one": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def preprocess_images(images: jax.Array, image_size: int,
+                      norm: str = "minus_one_one") -> jax.Array:
+  """uint8 [B, H, W, 3] -> float32 normalised per `norm` (default: [-1, 1]) at the model's
+  resolution, on device.
 
   Batches travel host->device as uint8 (4x fewer bytes than float32).
   """
-  x = images.astype(jnp.float32) * (2.0 / 255.0) - 1.0
+  if norm == "minus_one_one":
+    x = images.astype(jnp.float32) * (2.0 / 255.0) - 1.0
+  else:
+    mean, std = (jnp.asarray(v, jnp.float32) for v in IMAGE_NORMS[norm])
+    x = (images.astype(jnp.float32) * (1.0 / 255.0) - mean) / std
   if x.shape[1] != image_size or x.shape[2] != image_size:
     x = jax.image.resize(x, (x.shape[0], image_size, image_size, x.shape[3]), "bilinear")
   return x
@@ -36,13 +51,20 @@ class Pretrainer(nnx.Module):
     }
     self.heads = nnx.Dict(objectives.make_heads(terms, dims, rngs))
     self.image_size = int(model_cfg.image_size)
+    self.image_norm = getattr(model_cfg, "image_norm", "minus_one_one")
+    if self.image_norm not in IMAGE_NORMS:
+      raise ValueError(f"Unknown config.model.image_norm {self.image_norm!r}; known: "
+                       f"{', '.join(IMAGE_NORMS)}.")
     self.logit_scale_max = float(model_cfg.logit_scale_max)
     term = objectives.embedding_term(terms)
     # (term name, its module) when evaluation uses a term's own space; static, not state.
     self._embedding = None if term is None else (term.name, term.module)
 
   def __call__(self, images: jax.Array, tokens: jax.Array) -> dict:
-    return self.towers(preprocess_images(images, self.image_size), tokens)
+    return self.towers(self.preprocess(images), tokens)
+
+  def preprocess(self, images: jax.Array) -> jax.Array:
+    return preprocess_images(images, self.image_size, self.image_norm)
 
   def post_update(self, step, total_steps: int) -> None:
     """Constraints and teacher updates applied after every optimizer step."""
@@ -53,7 +75,7 @@ class Pretrainer(nnx.Module):
 
   def embed_images(self, images: jax.Array) -> jax.Array:
     """Unit embeddings in the evaluation space (the towers' or the embedding term's)."""
-    features, emb = self.towers.encode_image(preprocess_images(images, self.image_size))
+    features, emb = self.towers.encode_image(self.preprocess(images))
     return self._embed("image", features, emb)
 
   def embed_texts(self, tokens: jax.Array) -> jax.Array:
@@ -62,7 +84,7 @@ class Pretrainer(nnx.Module):
 
   def image_features(self, images: jax.Array) -> jax.Array:
     """Pooled image tower features (before projections and heads), for linear probes."""
-    return self.towers.encode_image(preprocess_images(images, self.image_size))[0]
+    return self.towers.encode_image(self.preprocess(images))[0]
 
   def _embed(self, modality, features, emb):
     if self._embedding is None:

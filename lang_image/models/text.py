@@ -6,6 +6,11 @@ Token convention: each row is ids + EOS followed by `pad_id` padding, so the
 last non-pad position holds the end-of-text token. With causal attention no
 real token ever attends to the trailing padding, which is what makes "eot"
 and "mean" pooling independent of how much padding follows.
+
+Imported CLIP towers pool where their tokenizer put the end-of-text token:
+"argmax" takes the position of the largest id in the row (OpenAI CLIP, whose
+<|endoftext|> is the last id of its vocabulary), "eos" the first position
+holding `eos_id` (Hugging Face CLIPTextModel); neither depends on the pad id.
 """
 
 from __future__ import annotations
@@ -17,14 +22,15 @@ from flax import nnx
 from lang_image.models import layers
 from lang_image.models.variants import TextSpec
 
-POOLS = ("eot", "mean", "first")
+POOLS = ("eot", "mean", "first", "argmax", "eos")
 
 
 class TextTransformer(nnx.Module):
   """int32 tokens [B, L] (L <= max_len) -> pooled features [B, width].
 
   Pooling: "eot" (features at the last non-pad token), "mean" (mean over
-  non-pad tokens) or "first". "first" only makes sense with causal=False,
+  non-pad tokens), "first", "argmax" or "eos" (see the module docstring).
+  "first" only makes sense with causal=False,
   since under a causal mask the first token sees nothing but itself.
   With causal=False pad positions are masked out as keys instead.
   """
@@ -33,15 +39,18 @@ class TextTransformer(nnx.Module):
                pool: str = "eot", pad_id: int = 0, dtype=jnp.float32, *,
                causal: bool = True, param_dtype=jnp.float32,
                act: str = "gelu", attn_impl: str | None = None,
-               rngs: nnx.Rngs):
+               eos_id: int | None = None, remat: str = "none", rngs: nnx.Rngs):
     if pool not in POOLS:
       raise ValueError(f"Unknown text pool {pool!r}; known: {', '.join(POOLS)}.")
+    if pool == "eos" and eos_id is None:
+      raise ValueError("Text pool 'eos' needs the end-of-text id: set eos_id.")
     self.spec = spec
     self.width = spec.width
     self.vocab_size = vocab_size
     self.max_len = max_len
     self.pool = pool
     self.pad_id = pad_id
+    self.eos_id = eos_id
     self.causal = causal
     self.dtype = dtype
     self.token_embed = nnx.Embed(
@@ -52,7 +61,7 @@ class TextTransformer(nnx.Module):
         rngs.params(), (max_len, spec.width), param_dtype))
     self.encoder = layers.Encoder(
         spec.width, spec.depth, spec.heads, spec.mlp_dim, dtype=dtype,
-        param_dtype=param_dtype, act=act, attn_impl=attn_impl, rngs=rngs)
+        param_dtype=param_dtype, act=act, attn_impl=attn_impl, remat=remat, rngs=rngs)
 
   def token_features(self, tokens: jax.Array) -> jax.Array:
     """Per-token features [B, L, width] after the final LayerNorm."""
@@ -68,7 +77,13 @@ class TextTransformer(nnx.Module):
     return self.encoder(x, causal=self.causal, mask=mask)
 
   def eot_index(self, tokens: jax.Array) -> jax.Array:
-    """Index of the last non-pad token per row (0 for an all-pad row)."""
+    """Index of the pooled end-of-text token per row: the last non-pad token (0 for an
+    all-pad row); for "argmax" the first largest id; for "eos" the first `eos_id` (0 if
+    the row has none)."""
+    if self.pool == "argmax":
+      return jnp.argmax(tokens, axis=1).astype(jnp.int32)
+    if self.pool == "eos":
+      return jnp.argmax(tokens == self.eos_id, axis=1).astype(jnp.int32)
     pos = jnp.arange(tokens.shape[1], dtype=jnp.int32)
     return jnp.max(jnp.where(tokens != self.pad_id, pos, 0), axis=1)
 
@@ -76,7 +91,7 @@ class TextTransformer(nnx.Module):
     x = self.token_features(tokens)
     if self.pool == "first":
       return x[:, 0]
-    if self.pool == "eot":
+    if self.pool in ("eot", "argmax", "eos"):
       idx = self.eot_index(tokens)
       return jnp.take_along_axis(x, idx[:, None, None], axis=1)[:, 0]
     valid = (tokens != self.pad_id).astype(jnp.float32)[..., None]

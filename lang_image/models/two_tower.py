@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lang_image.models import variants
+from lang_image.models import layers, variants
 from lang_image.models.text import TextTransformer
 from lang_image.models.vit import VisionTransformer
 
@@ -61,9 +61,12 @@ class TwoTower(nnx.Module):
     """Returns features, embeddings and the raw log-scale t (scale = exp(t))."""
     image_features, image_emb = self.encode_image(images)
     text_features, text_emb = self.encode_text(tokens)
-    out = dict(image_features=image_features, text_features=text_features,
-               image_emb=image_emb, text_emb=text_emb,
-               logit_scale=self.logit_scale[...])
+    return dict(image_features=image_features, text_features=text_features,
+                image_emb=image_emb, text_emb=text_emb, **self.scalar_outputs())
+
+  def scalar_outputs(self) -> dict:
+    """The outputs that do not depend on the batch: the log-scale (and bias, if any)."""
+    out = {"logit_scale": self.logit_scale[...]}
     if self.logit_bias is not None:
       out["logit_bias"] = self.logit_bias[...]
     return out
@@ -84,7 +87,7 @@ def build_two_tower(cfg, vocab_size: int, *, rngs: nnx.Rngs) -> TwoTower:
     max_len: int           maximum token length (position table size).
     embed_dim: int         shared embedding dimension.
     image_pool: str        "cls" | "gap" | "map".
-    text_pool: str         "eot" | "mean" | "first".
+    text_pool: str         "eot" | "mean" | "first" | "argmax" | "eos".
     dtype: str             compute dtype, "float32" | "bfloat16".
     logit_scale_init: float  initial log-scale, e.g. log(1/0.07) ~= 2.659.
   Optional fields (default in brackets):
@@ -94,22 +97,30 @@ def build_two_tower(cfg, vocab_size: int, *, rngs: nnx.Rngs) -> TwoTower:
     act ["gelu"]            "gelu" | "gelu_tanh" | "quick_gelu".
     image_pre_norm [False]  LayerNorm before the first ViT block (OpenAI).
     attn_impl [None]        passed to jax.nn.dot_product_attention.
+    remat ["none"]          rematerialisation policy of every block, layers.REMAT_POLICIES.
+    eos_id [None]           end-of-text id, needed by text_pool "eos".
+    ln_eps [1e-5]           epsilon of every LayerNorm (layers.LN_EPS).
   """
   if cfg.dtype not in DTYPES:
     raise ValueError(f"Unknown dtype {cfg.dtype!r}; known: {', '.join(DTYPES)}.")
   dtype = DTYPES[cfg.dtype]
   act = getattr(cfg, "act", "gelu")
   attn_impl = getattr(cfg, "attn_impl", None)
+  remat = getattr(cfg, "remat", "none")
   image = VisionTransformer(
       variants.parse_vit(cfg.image), cfg.image_size, pool=cfg.image_pool,
       dtype=dtype, act=act, pre_norm=getattr(cfg, "image_pre_norm", False),
-      attn_impl=attn_impl, stem=getattr(cfg, "image_stem", "patch"), rngs=rngs)
+      attn_impl=attn_impl, stem=getattr(cfg, "image_stem", "patch"), remat=remat, rngs=rngs)
   text = TextTransformer(
       variants.parse_text(cfg.text), vocab_size, cfg.max_len,
       pool=cfg.text_pool, pad_id=getattr(cfg, "pad_id", 0), dtype=dtype,
       causal=getattr(cfg, "text_causal", True), act=act, attn_impl=attn_impl,
-      rngs=rngs)
-  return TwoTower(image, text, cfg.embed_dim,
-                  logit_scale_init=cfg.logit_scale_init,
-                  logit_bias_init=getattr(cfg, "logit_bias_init", None),
-                  rngs=rngs)
+      eos_id=getattr(cfg, "eos_id", None), remat=remat, rngs=rngs)
+  towers = TwoTower(image, text, cfg.embed_dim,
+                    logit_scale_init=cfg.logit_scale_init,
+                    logit_bias_init=getattr(cfg, "logit_bias_init", None),
+                    rngs=rngs)
+  ln_eps = getattr(cfg, "ln_eps", layers.LN_EPS)
+  if ln_eps != layers.LN_EPS:
+    layers.set_norm_epsilon(towers, ln_eps)
+  return towers

@@ -3,6 +3,10 @@
 A ViT variant string is "<size>/<patch>" (e.g. "B/16", "So400m/14"); a text
 variant is just "<size>" (e.g. "B"). The tables are the single source of truth:
 adding a size means adding one row here.
+
+A size may also be spelled out as "w<width>-d<depth>-h<heads>-mlp<mlp_dim>", e.g.
+"w768-d12-h12-mlp3072/16" is B/16; imported checkpoints (lang_image.interop) describe their
+towers this way. `vit_name` and `text_name` write a spec in that form.
 """
 
 from __future__ import annotations
@@ -57,10 +61,19 @@ TEXT_SIZES: dict[str, tuple[int, int, int, int]] = {
     "g": (1024, 24, 16, 4096),
 }
 
-_VIT_RE = re.compile(r"^(?P<size>[A-Za-z0-9]+)/(?P<patch>[0-9]+)$")
+_VIT_RE = re.compile(r"^(?P<size>[A-Za-z0-9-]+)/(?P<patch>[0-9]+)$")
+_EXPLICIT_RE = re.compile(r"^w(?P<width>[0-9]+)-d(?P<depth>[0-9]+)-h(?P<heads>[0-9]+)"
+                          r"-mlp(?P<mlp_dim>[0-9]+)$")
 
 
 def _lookup(table: dict, size: str, kind: str) -> tuple[int, int, int, int]:
+  explicit = _EXPLICIT_RE.match(size)
+  if explicit:
+    dims = tuple(int(explicit[k]) for k in ("width", "depth", "heads", "mlp_dim"))
+    if min(dims) <= 0 or dims[0] % dims[2]:
+      raise ValueError(f"Bad {kind} size {size!r}: every number must be positive and the "
+                       "width divisible by the heads.")
+    return dims
   if size not in table:
     raise ValueError(
         f"Unknown {kind} size {size!r}; known sizes are: {', '.join(table)}.")
@@ -86,3 +99,17 @@ def parse_text(name: str) -> TextSpec:
   if not isinstance(name, str):
     raise ValueError(f"Bad text variant {name!r}: expected one of: {', '.join(TEXT_SIZES)}.")
   return TextSpec(*_lookup(TEXT_SIZES, name.strip(), "text"))
+
+
+def _explicit(spec) -> str:
+  return f"w{spec.width}-d{spec.depth}-h{spec.heads}-mlp{spec.mlp_dim}"
+
+
+def vit_name(spec: VitSpec) -> str:
+  """The variant string of any ViT spec, e.g. "w768-d12-h12-mlp3072/16"."""
+  return f"{_explicit(spec)}/{spec.patch}"
+
+
+def text_name(spec: TextSpec) -> str:
+  """The variant string of any text spec, e.g. "w512-d12-h8-mlp2048"."""
+  return _explicit(spec)

@@ -69,7 +69,8 @@ class VisionTransformer(nnx.Module):
   def __init__(self, spec: VitSpec, image_size: int, pool: str = "cls",
                dtype=jnp.float32, *, param_dtype=jnp.float32,
                act: str = "gelu", pre_norm: bool = False,
-               attn_impl: str | None = None, stem: str = "patch", rngs: nnx.Rngs):
+               attn_impl: str | None = None, stem: str = "patch", remat: str = "none",
+               rngs: nnx.Rngs):
     if pool not in POOLS:
       raise ValueError(f"Unknown image pool {pool!r}; known: {', '.join(POOLS)}.")
     if image_size % spec.patch:
@@ -100,7 +101,7 @@ class VisionTransformer(nnx.Module):
     self.ln_pre = layers.layer_norm(w, rngs, param_dtype) if pre_norm else None
     self.encoder = layers.Encoder(
         w, spec.depth, spec.heads, spec.mlp_dim, dtype=dtype,
-        param_dtype=param_dtype, act=act, attn_impl=attn_impl, rngs=rngs)
+        param_dtype=param_dtype, act=act, attn_impl=attn_impl, remat=remat, rngs=rngs)
     self.map_head = (MAPHead(w, spec.heads, spec.mlp_dim, dtype=dtype,
                              param_dtype=param_dtype, act=act,
                              attn_impl=attn_impl, rngs=rngs)

@@ -25,6 +25,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from lang_image.config import ConfigError
 from lang_image.objectives import clip, cliplite, nclip, rankclip, siglip
@@ -35,10 +36,15 @@ REGISTRY = {"clip": clip, "siglip": siglip, "nclip": nclip, "rankclip": rankclip
 
 @dataclasses.dataclass(frozen=True)
 class Context:
-  """What a term may need besides the model outputs."""
+  """What a term may need besides the model outputs.
+
+  `axis`: None when the outputs hold the whole global batch; inside `sharded_total_loss`,
+  the mesh axes the batch is split over (see `global_batch`).
+  """
   step: jax.Array
   total_steps: int
   rng: jax.Array
+  axis: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,3 +128,39 @@ def total_loss(terms, outputs: dict, heads, ctx: Context):
     metrics.update({f"{term.name}/{k}": v for k, v in term_metrics.items()})
   metrics["loss"] = total
   return total, metrics
+
+
+def mesh_total_loss(terms, outputs: dict, heads, ctx: Context, mesh, batch_axes,
+                    impl: str = "shard_map"):
+  """`total_loss` over a mesh: per device with collectives (`impl="shard_map"`), or the
+  plain global computation left to XLA's partitioner (`impl="global"`)."""
+  if impl == "shard_map":
+    return sharded_total_loss(terms, outputs, heads, ctx, mesh, batch_axes)
+  return total_loss(terms, outputs, heads, ctx)
+
+
+def sharded_total_loss(terms, outputs: dict, heads, ctx: Context, mesh, batch_axes):
+  """`total_loss` with each device computing on its own rows of the batch (`jax.shard_map`).
+
+  Per-sample outputs ([B, ...], split over `batch_axes`) enter as local rows; scalars (the
+  logit scale) and the heads' state enter replicated. Each term combines devices with the
+  collectives of `global_batch`, so loss and metrics leave replicated and equal to the
+  global computation. State the heads update (BatchNorm statistics, centres) is written
+  back into `heads`.
+  """
+  graph, state = nnx.split(heads)
+  batch_spec = jax.sharding.PartitionSpec(batch_axes)
+  replicated = jax.sharding.PartitionSpec()
+  output_specs = {k: batch_spec if jnp.ndim(v) else replicated for k, v in outputs.items()}
+
+  def local(outputs, state, step, rng):
+    local_heads = nnx.merge(graph, state)
+    local_ctx = Context(step=step, total_steps=ctx.total_steps, rng=rng, axis=batch_axes)
+    loss, metrics = total_loss(terms, outputs, local_heads, local_ctx)
+    return loss, metrics, nnx.state(local_heads)
+
+  loss, metrics, state = jax.shard_map(
+      local, mesh=mesh, in_specs=(output_specs, replicated, replicated, replicated),
+      out_specs=replicated)(outputs, state, ctx.step, ctx.rng)
+  nnx.update(heads, state)
+  return loss, metrics

@@ -33,6 +33,12 @@ PRIOR = -(mean log D(u) + mean log(1 - D(f))), u ~ Uniform[0, 1)^d, and the term
 (1 - w) L + w PRIOR (one loss for critic, towers and discriminator alike, as in that code).
 
 Zero-shot and retrieval embed with the critic's blocks (L2-normalised, running statistics).
+
+Sharded (`config.loss_impl="shard_map"`): each device runs the critic on its own rows with
+global BatchNorm statistics (psum); the roll is one ppermute of a single row (each device
+receives the first text of the next device), the random derangement gathers the text blocks
+(B x critic_dim, not B x B), and the prior's uniform samples are drawn for the global batch
+and sliced, so every way of sharding sees the same numbers.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from flax import nnx
 
 from lang_image.config import ConfigError
 from lang_image.models.two_tower import l2_normalize
+from lang_image.objectives import global_batch as gb
 
 DEFAULTS = {
     "critic_dim": 2048,
@@ -78,14 +85,14 @@ class CriticBlock(nnx.Module):
 
   def __init__(self, in_dim: int, width: int, *, rngs: nnx.Rngs):
     self.linear1 = nnx.Linear(in_dim, width, use_bias=False, rngs=rngs)
-    self.batch_norm = nnx.BatchNorm(width, momentum=0.9, epsilon=1e-5, rngs=rngs)
+    self.batch_norm = gb.BatchNorm(width, momentum=0.9, epsilon=1e-5)
     self.linear2 = nnx.Linear(width, width, rngs=rngs)
     self.shortcut = nnx.Linear(in_dim, width, kernel_init=noisy_identity, rngs=rngs)
     self.norm = nnx.LayerNorm(width, rngs=rngs)
 
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, axis: gb.Axis = None) -> jax.Array:
     x = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # float64 stays (reference tests)
-    h = self.batch_norm(self.linear1(x), use_running_average=not train)
+    h = self.batch_norm(self.linear1(x), train, axis)
     return self.norm(self.linear2(jax.nn.relu(h)) + self.shortcut(x))
 
 
@@ -128,40 +135,52 @@ def negative_index(batch: int, negatives: str, rng=None) -> jax.Array:
   return jnp.zeros(batch, jnp.int32).at[order].set(jnp.roll(order, -1))
 
 
-def jsd_loss(image_block, text_block, log_temperature, negative):
-  """-> (loss, positive critic values, negative critic values) from the critic blocks."""
+def negative_texts(v: jax.Array, negatives: str, rng, axis: gb.Axis = None) -> jax.Array:
+  """The text (block) each local image is paired with as its negative."""
+  if negatives == "roll":
+    return gb.roll_up(v, axis)
+  index = negative_index(gb.global_size(v, axis), negatives, rng)
+  return gb.gather(v, axis)[gb.local_rows(index, v.shape[0], axis)]
+
+
+def jsd_loss(image_block, text_block, log_temperature, negatives="roll", rng=None,
+             axis: gb.Axis = None):
+  """-> (loss, mean critic value on positives, on negatives) from the critic blocks."""
   u, v = l2_normalize(image_block), l2_normalize(text_block)
   scale = jnp.exp(log_temperature)
   positive = scale * jnp.sum(u * v, -1)
-  negative_score = scale * jnp.sum(u * v[negative], -1)
-  value = jnp.mean(jax.nn.softplus(-positive)) + jnp.mean(jax.nn.softplus(negative_score))
-  return value, positive, negative_score
+  negative_score = scale * jnp.sum(u * negative_texts(v, negatives, rng, axis), -1)
+  value = gb.batch_mean(jax.nn.softplus(-positive) + jax.nn.softplus(negative_score), axis)
+  return value, gb.batch_mean(positive, axis), gb.batch_mean(negative_score, axis)
 
 
-def prior_loss(discriminator, features, prior_samples):
+def prior_loss(discriminator, features, prior_samples, axis: gb.Axis = None):
   """-(mean log D(u) + mean log(1 - D(f))) for samples u of the prior, Uniform[0, 1)^d."""
-  return -(jnp.mean(jax.nn.log_sigmoid(discriminator(prior_samples)))
-           + jnp.mean(jax.nn.log_sigmoid(-discriminator(features))))
+  return -gb.batch_mean(jax.nn.log_sigmoid(discriminator(prior_samples))
+                        + jax.nn.log_sigmoid(-discriminator(features)), axis)
 
 
 def loss(outputs, head, ctx, options):
+  axis = ctx.axis
   f_i, f_t = outputs["image_features"], outputs["text_features"]
   negative_rng, prior_rng = jax.random.split(jax.random.fold_in(ctx.rng, 0x11e))
-  negative = negative_index(f_i.shape[0], options["negatives"], negative_rng)
-  value, positive, negative_score = jsd_loss(head.image(f_i, train=True),
-                                             head.text(f_t, train=True),
-                                             head.log_temperature[...], negative)
+  value, positive, negative_score = jsd_loss(head.image(f_i, True, axis),
+                                             head.text(f_t, True, axis),
+                                             head.log_temperature[...], options["negatives"],
+                                             negative_rng, axis)
   metrics = {
       "jsd_mi": 2.0 * math.log(2.0) - value,
-      "critic_positive": jnp.mean(positive),
-      "critic_negative": jnp.mean(negative_score),
+      "critic_positive": positive,
+      "critic_negative": negative_score,
       "temperature": jnp.exp(head.log_temperature[...]),
   }
   w = float(options["prior_weight"])
   if w > 0:
     features = f_i.astype(jnp.float32)
-    prior = prior_loss(head.prior, features,
-                       jax.random.uniform(prior_rng, features.shape, features.dtype))
+    shape = (gb.global_size(features, axis),) + features.shape[1:]
+    samples = gb.local_rows(jax.random.uniform(prior_rng, shape, features.dtype),
+                            features.shape[0], axis)
+    prior = prior_loss(head.prior, features, samples, axis)
     metrics["prior"] = prior
     value = (1.0 - w) * value + w * prior
   return value, metrics

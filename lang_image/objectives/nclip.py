@@ -34,8 +34,9 @@ Switches:
                  SwAV's projection head; no learned scale or shift, running statistics in
                  evaluation). Not in the paper.
 
-Every batch statistic (the mean prediction, the centre, Sinkhorn's sums) is over the global
-batch. Collapse monitors, logged every step: `mean_entropy` H(mean p) (stays near log K
+Every batch statistic (the mean prediction, the centre, Sinkhorn's sums, the heads' batch
+standardisation) is over the global batch; sharded (`config.loss_impl="shard_map"`), each
+device runs the heads on its own rows and the statistics are combined with psum. Collapse monitors, logged every step: `mean_entropy` H(mean p) (stays near log K
 without collapse; `mean_entropy_ratio` divides by log K), `sample_entropy` mean H(p) (falls
 as predictions sharpen) and `prototypes_used`, the fraction of prototypes that are the
 argmax of at least one sample, and `mutual_information` H(mean p) - mean H(p), which is 0
@@ -57,6 +58,7 @@ from flax import nnx
 
 from lang_image.config import ConfigError
 from lang_image.models.two_tower import l2_normalize
+from lang_image.objectives import global_batch as gb
 
 DEFAULTS = {
     "prototypes": 16384,
@@ -118,11 +120,10 @@ class PrototypeHead(nnx.Module):
     self.biases = nnx.List([variable(jnp.zeros((s[1],))) for s in sizes[2 if batch_norm else 0:]])
     self.prototypes = variable(nnx.initializers.normal(1.0)(rngs.params(),
                                                             (bottleneck, prototypes)))
-    self.norms = nnx.List([nnx.BatchNorm(hidden, momentum=0.9, epsilon=1e-5, use_bias=False,
-                                         use_scale=False, rngs=rngs)
+    self.norms = nnx.List([gb.BatchNorm(hidden, affine=False)
                            for _ in range(2)]) if batch_norm else None
 
-  def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool = True, axis: gb.Axis = None) -> jax.Array:
     x = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # float64 stays (reference tests)
     biases = [None] * (len(self.kernels) - len(self.biases)) + list(self.biases)
     for i, (kernel, bias) in enumerate(zip(self.kernels, biases)):
@@ -131,7 +132,7 @@ class PrototypeHead(nnx.Module):
         x = x + bias[...]
       if i < len(self.kernels) - 1:
         if self.norms is not None:
-          x = self.norms[i](x, use_running_average=not train)
+          x = self.norms[i](x, train, axis)
         x = jax.nn.gelu(x, approximate=False)
     return l2_normalize(x) @ l2_normalize(self.prototypes[...].astype(x.dtype), axis=0)
 
@@ -186,21 +187,21 @@ def ema_momentum(step, total_steps: int, base: float) -> jax.Array:
   return 1.0 - (1.0 - base) * (jnp.cos(math.pi * progress) + 1.0) / 2.0
 
 
-def sinkhorn(logits: jax.Array, iters: int) -> jax.Array:
+def sinkhorn(logits: jax.Array, iters: int, axis: gb.Axis = None) -> jax.Array:
   """Sinkhorn-Knopp on exp(logits) [B, K], in log space: equal prototype mass over the
   batch, each row a distribution (SwAV's normalisation order, ending on the rows)."""
-  batch, k = logits.shape
-  log_q = logits - jax.nn.logsumexp(logits)
+  batch, k = gb.global_size(logits, axis), logits.shape[1]
+  log_q = logits - gb.batch_logsumexp(jax.nn.logsumexp(logits, axis=1), axis)
   for _ in range(iters):
-    log_q = log_q - jax.nn.logsumexp(log_q, axis=0, keepdims=True) - math.log(k)
+    log_q = log_q - gb.batch_logsumexp(log_q, axis) - math.log(k)
     log_q = log_q - jax.nn.logsumexp(log_q, axis=1, keepdims=True) - math.log(batch)
   return jnp.exp(log_q + math.log(batch))
 
 
-def targets(teacher_scores: jax.Array, options, center=None) -> jax.Array:
+def targets(teacher_scores: jax.Array, options, center=None, axis: gb.Axis = None):
   scores = jax.lax.stop_gradient(teacher_scores)
   if options["anti_collapse"] == "sinkhorn":
-    return sinkhorn(scores / options["sinkhorn_eps"], int(options["sinkhorn_iters"]))
+    return sinkhorn(scores / options["sinkhorn_eps"], int(options["sinkhorn_iters"]), axis)
   if options["anti_collapse"] == "centering":
     scores = scores - jax.lax.stop_gradient(center)
   return jax.nn.softmax(scores / options["teacher_temp"], axis=-1)
@@ -211,19 +212,19 @@ def entropy(p: jax.Array) -> jax.Array:
 
 
 def nclip_loss(image_scores, text_scores, image_teacher, text_teacher, options,
-               centers=(None, None)):
+               centers=(None, None), axis: gb.Axis = None):
   """-> (loss, metrics) from the heads' cosine scores [B, K] (teacher scores may be the same
   arrays: they are used under stop-gradient)."""
   dtype = jnp.promote_types(jnp.result_type(image_scores, text_scores), jnp.float32)
   tau_s = options["student_temp"]
   log_p_i = jax.nn.log_softmax(image_scores.astype(dtype) / tau_s, axis=-1)
   log_p_t = jax.nn.log_softmax(text_scores.astype(dtype) / tau_s, axis=-1)
-  q_i = targets(image_teacher.astype(dtype), options, centers[0])
-  q_t = targets(text_teacher.astype(dtype), options, centers[1])
-  cross = 0.5 * (jnp.mean(-jnp.sum(q_t * log_p_i, -1)) + jnp.mean(-jnp.sum(q_i * log_p_t, -1)))
+  q_i = targets(image_teacher.astype(dtype), options, centers[0], axis)
+  q_t = targets(text_teacher.astype(dtype), options, centers[1], axis)
+  cross = 0.5 * gb.batch_mean(-jnp.sum(q_t * log_p_i, -1) - jnp.sum(q_i * log_p_t, -1), axis)
   p_i, p_t = jnp.exp(log_p_i), jnp.exp(log_p_t)
-  mean_entropy = 0.5 * (entropy(jnp.mean(p_i, 0)) + entropy(jnp.mean(p_t, 0)))
-  sample_entropy = 0.5 * (jnp.mean(entropy(p_i)) + jnp.mean(entropy(p_t)))
+  mean_entropy = 0.5 * (entropy(gb.batch_mean(p_i, axis)) + entropy(gb.batch_mean(p_t, axis)))
+  sample_entropy = 0.5 * gb.batch_mean(entropy(p_i) + entropy(p_t), axis)
   loss = cross
   if options["anti_collapse"] == "me_max":
     loss = cross - options["me_max_weight"] * mean_entropy
@@ -235,34 +236,36 @@ def nclip_loss(image_scores, text_scores, image_teacher, text_teacher, options,
       "sample_entropy": sample_entropy,
       # I(sample; prototype): 0 when every sample predicts the same distribution.
       "mutual_information": mean_entropy - sample_entropy,
-      "prototypes_used": 0.5 * (_used(log_p_i) + _used(log_p_t)),
+      "prototypes_used": 0.5 * (_used(log_p_i, axis) + _used(log_p_t, axis)),
   }
   return loss, metrics
 
 
-def _used(log_p: jax.Array) -> jax.Array:
-  hits = jnp.zeros(log_p.shape[-1]).at[jnp.argmax(log_p, axis=-1)].set(1.0)
-  return jnp.mean(hits)
+def _used(log_p: jax.Array, axis: gb.Axis) -> jax.Array:
+  """The fraction of prototypes that are the argmax of at least one sample (a comparison
+  with the row maximum rather than an argmax: no [B, K] index array)."""
+  top = log_p >= jnp.max(log_p, axis=-1, keepdims=True)
+  return jnp.mean(gb.batch_max(top.astype(log_p.dtype), axis))
 
 
 def loss(outputs, head, ctx, options):
-  del ctx
+  axis = ctx.axis
   f_i, f_t = outputs["image_features"], outputs["text_features"]
-  image_scores, text_scores = head.image(f_i), head.text(f_t)
+  image_scores, text_scores = head.image(f_i, axis=axis), head.text(f_t, axis=axis)
   if head.image_teacher is not None:
-    image_teacher = head.image_teacher(jax.lax.stop_gradient(f_i))
-    text_teacher = head.text_teacher(jax.lax.stop_gradient(f_t))
+    image_teacher = head.image_teacher(jax.lax.stop_gradient(f_i), axis=axis)
+    text_teacher = head.text_teacher(jax.lax.stop_gradient(f_t), axis=axis)
   else:
     image_teacher, text_teacher = image_scores, text_scores
   centers = (None, None)
   if head.image_center is not None:
     centers = (head.image_center[...], head.text_center[...])
   value, metrics = nclip_loss(image_scores, text_scores, image_teacher, text_teacher, options,
-                              centers)
+                              centers, axis)
   if head.image_center is not None:
     m = options["center_momentum"]
     for center, scores in ((head.image_center, image_teacher), (head.text_center, text_teacher)):
-      batch_mean = jnp.mean(jax.lax.stop_gradient(scores), axis=0)
+      batch_mean = gb.batch_mean(jax.lax.stop_gradient(scores), axis)
       center[...] = m * center[...] + (1.0 - m) * batch_mean
   return value, metrics
 

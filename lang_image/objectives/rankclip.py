@@ -21,12 +21,19 @@ variant="code" (default, the official code): mu_k = 1, lambda_cross = lambda_in 
 the ranking part divided by B, and w ramping with progress: with e the 1-based epoch of E,
 w = clip(3 (e - 1) / (E - 1), 0, 2), here w = clip(3 step / (total_steps - 1), 0, 2).
 variant="paper": lambda = 1/16, no 1/B, no ramp (w = 1), mu_k = 1 / ln(k + 1), k 1-based.
+
+Sharded (`config.loss_impl="shard_map"`): every list is a row, so each device builds only its
+own rows of S, S^T, S_II and S_TT against the gathered embeddings and the row means are
+summed over devices. The rows go in blocks of at most ROW_BLOCK_ELEMENTS entries, recomputed
+in the backward pass: sorting a row keeps several arrays of its size alive, and whole
+B_local x B matrices of them would not fit at large batches.
 """
 
 import jax
 import jax.numpy as jnp
 
 from lang_image.config import ConfigError
+from lang_image.objectives import global_batch as gb
 
 EMBEDDING = "towers"
 DEFAULTS = {"variant": "code"}
@@ -42,7 +49,7 @@ def check_options(options) -> None:
                       f"config.objectives.rankclip.variant to one of {sorted(VARIANTS)}.")
 
 
-def list_mle(predictions: jax.Array, target: jax.Array, position_decay: bool = False):
+def list_mle_rows(predictions: jax.Array, target: jax.Array, position_decay: bool = False):
   """Plackett-Luce NLL of each row of `predictions` under the order of `target`'s row."""
   order = jnp.argsort(-jax.lax.stop_gradient(target), axis=-1, stable=True)
   ranked = jnp.take_along_axis(predictions, order, axis=-1)
@@ -51,7 +58,27 @@ def list_mle(predictions: jax.Array, target: jax.Array, position_decay: bool = F
   if position_decay:
     k = jnp.arange(1, ranked.shape[-1] + 1, dtype=ranked.dtype)
     per_position = per_position / jnp.log(k + 1)
-  return jnp.mean(jnp.sum(per_position, axis=-1))
+  return jnp.sum(per_position, axis=-1)
+
+
+def list_mle(predictions: jax.Array, target: jax.Array, position_decay: bool = False,
+             axis: gb.Axis = None):
+  """`list_mle_rows` averaged over the rows of the global batch."""
+  return gb.batch_mean(list_mle_rows(predictions, target, position_decay), axis)
+
+
+# Entries of one block of rows of a similarity matrix ([rows, B]). Larger local batches are
+# processed block by block and each block is recomputed in the backward pass, so the
+# ranking's memory stays near 4 x this many entries whatever the batch.
+ROW_BLOCK_ELEMENTS = 2 ** 22
+
+
+def row_block(local: int, total: int, max_elements: int) -> int:
+  """The largest divisor of `local` whose block [rows, total] has at most `max_elements`."""
+  for rows in range(min(local, max(max_elements // total, 1)), 0, -1):
+    if local % rows == 0:
+      return rows
+  return 1
 
 
 def ramp_weight(step, total_steps: int) -> jax.Array:
@@ -59,24 +86,45 @@ def ramp_weight(step, total_steps: int) -> jax.Array:
 
 
 def ranking_loss(image_emb, text_emb, log_scale, variant: str = "code", step=0,
-                 total_steps: int = 1):
+                 total_steps: int = 1, axis: gb.Axis = None,
+                 max_block_elements: int = ROW_BLOCK_ELEMENTS):
   """-> (weighted ranking term, its parts) for unit embeddings and the CLIP log-scale."""
   v = VARIANTS[variant]
   dtype = jnp.promote_types(jnp.result_type(image_emb, text_emb), jnp.float32)
   u, t = image_emb.astype(dtype), text_emb.astype(dtype)
   s = jnp.exp(log_scale).astype(dtype)
-  cross, image_image, text_text = s * u @ t.T, s * u @ u.T, s * t @ t.T
-  l_cross = list_mle(cross, cross.T, v["decay"]) + list_mle(cross.T, cross, v["decay"])
-  l_in = (list_mle(image_image, text_text, v["decay"])
-          + list_mle(text_text, image_image, v["decay"]))
+  all_u, all_t = gb.gather(u, axis), gb.gather(t, axis)
+
+  def rows(block):
+    """Per-row ListMLE sums for a block of local samples: their rows of S, S^T, S_II, S_TT."""
+    u_rows, t_rows = block
+    cross, cross_t = s * u_rows @ all_t.T, s * t_rows @ all_u.T
+    image_image, text_text = s * u_rows @ all_u.T, s * t_rows @ all_t.T
+
+    def mle(predictions, target):
+      return list_mle_rows(predictions, target, v["decay"])
+
+    return (mle(cross, cross_t) + mle(cross_t, cross),
+            mle(image_image, text_text) + mle(text_text, image_image))
+
+  n, size = u.shape[0], all_u.shape[0]
+  block = row_block(n, size, max_block_elements)
+  if block == n:
+    cross_rows, in_rows = rows((u, t))
+  else:
+    def split(x):
+      return x.reshape(n // block, block, x.shape[-1])
+    cross_rows, in_rows = (r.reshape(n) for r in
+                           jax.lax.map(jax.checkpoint(rows), (split(u), split(t))))
+  l_cross, l_in = gb.batch_mean(cross_rows, axis), gb.batch_mean(in_rows, axis)
   weight = ramp_weight(step, total_steps) if v["ramp"] else jnp.ones((), dtype)
   term = weight * v["lam"] * (l_cross + l_in)
   if v["per_batch"]:
-    term = term / u.shape[0]
+    term = term / gb.global_size(u, axis)
   return term, {"cross": l_cross, "in_modal": l_in, "ramp_weight": weight}
 
 
 def loss(outputs, head, ctx, options):
   del head
   return ranking_loss(outputs["image_emb"], outputs["text_emb"], outputs["logit_scale"],
-                      options["variant"], ctx.step, ctx.total_steps)
+                      options["variant"], ctx.step, ctx.total_steps, ctx.axis)

@@ -8,6 +8,12 @@ u_i, v_j, scale s = exp(t) and bias b:
 
 t starts at ln 10 and b at -10 (so the many negatives start with a small loss); unlike
 CLIP's, this scale is NOT clamped. Both are parameters of the term's head.
+
+Sharded (`config.loss_impl="shard_map"`): the chunked ring. Each device scores its images
+against its own texts (the positives), then passes its current text chunk to the previous
+device and scores the chunk it receives, N - 1 times for N devices: only B_local x B_local
+logits exist at any time, and each step's logits are recomputed in the backward pass rather
+than kept, so no B_local x B buffer is ever formed.
 """
 
 import math
@@ -15,6 +21,8 @@ import math
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from lang_image.objectives import global_batch as gb
 
 EMBEDDING = "towers"
 DEFAULTS = {"scale_init": math.log(10.0), "bias_init": -10.0}
@@ -34,15 +42,33 @@ def make_head(options, dims, rngs):
 
 
 def siglip_loss(image_emb: jax.Array, text_emb: jax.Array, log_scale: jax.Array,
-                bias: jax.Array) -> jax.Array:
+                bias: jax.Array, axis: gb.Axis = None) -> jax.Array:
   dtype = jnp.promote_types(jnp.result_type(image_emb, text_emb), jnp.float32)
-  logits = (jnp.exp(log_scale) * image_emb.astype(dtype) @ text_emb.astype(dtype).T + bias)
-  signs = 2.0 * jnp.eye(logits.shape[0], dtype=dtype) - 1.0
-  return -jnp.sum(jax.nn.log_sigmoid(signs * logits)) / logits.shape[0]
+  u, v = image_emb.astype(dtype), text_emb.astype(dtype)
+  scale, bias = jnp.exp(log_scale).astype(dtype), bias.astype(dtype)
+
+  def pair_terms(texts, own: bool):
+    """sum_ij log sigmoid(z_ij (s <u_i, v_j> + b)) for the local images and `texts`."""
+    logits = scale * u @ texts.T + bias
+    signs = 2.0 * jnp.eye(logits.shape[0], dtype=dtype) - 1.0 if own else -1.0
+    return jnp.sum(jax.nn.log_sigmoid(signs * logits))
+
+  total = pair_terms(v, own=True)
+  n = gb.num_shards(axis)
+  if n > 1:
+    @jax.checkpoint  # keep only the travelling chunk per step, not its logits
+    def ring_step(chunk, _):
+      chunk = gb.next_rows(chunk, axis, count=chunk.shape[0])
+      return chunk, pair_terms(chunk, own=False)
+
+    _, negatives = jax.lax.scan(ring_step, v, None, length=n - 1)
+    total = total + jnp.sum(negatives)
+  total = total if axis is None else jax.lax.psum(total, axis)
+  return -total / gb.global_size(u, axis)
 
 
 def loss(outputs, head, ctx, options):
-  del ctx, options
+  del options
   value = siglip_loss(outputs["image_emb"], outputs["text_emb"], head.log_scale[...],
-                      head.bias[...])
+                      head.bias[...], ctx.axis)
   return value, {"scale": jnp.exp(head.log_scale[...]), "bias": head.bias[...]}

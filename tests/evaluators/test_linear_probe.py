@@ -1,4 +1,8 @@
-"""Linear probe: exact cases, a float64 reference optimum, and the penalty sweep."""
+"""Linear probe: exact cases, a float64 reference optimum, the penalty sweep, and a trained
+model's features."""
+
+import json
+import os
 
 import numpy as np
 import pytest
@@ -43,7 +47,8 @@ def test_separable_blobs_score_100_and_ties_pick_the_largest_penalty():
   train, val, test = blobs(rng, 32), blobs(rng, 40), blobs(rng, 40)
   result = linear_probe.linear_probe(train, val, test, num_classes=4)
   # Every penalty separates the blobs, so all tie on validation and the largest wins.
-  assert result == {"top1": 100.0, "val_top1": 100.0, "l2": max(linear_probe.DEFAULT_L2_GRID)}
+  assert result == {"top1": 100.0, "mean_per_class_recall": 100.0, "val_top1": 100.0,
+                    "l2": max(linear_probe.DEFAULT_L2_GRID)}
   assert linear_probe.linear_probe(train, val, test, num_classes=4) == result
   # The grid's order and repeats do not matter.
   shuffled = list(linear_probe.DEFAULT_L2_GRID)[::-1] + [1e-1]
@@ -110,6 +115,7 @@ def test_classes_missing_from_train_are_never_predicted():
   val, test = blobs(rng, 40), blobs(rng, 40)
   result = linear_probe.linear_probe(train, val, test, num_classes=4)
   assert result["top1"] == 75.0 and result["val_top1"] == 75.0  # class 3 is 1 in 4
+  assert result["mean_per_class_recall"] == 75.0  # three classes at 100%, one at 0%
 
   x, labels = overlapping_classes(rng)
   w, b = linear_probe.fit(x, np.minimum(labels, 2), num_classes=4, l2=1e-3)
@@ -144,3 +150,10 @@ def test_bad_inputs_raise_one_clear_error(call, message):
   x, y = blobs(np.random.default_rng(3), 40)
   with pytest.raises(ValueError, match=message):
     call(x, y)
+
+
+def test_beats_zero_shot_for_a_trained_model_on_the_embedded_data(trained_run):
+  assert trained_run.result.returncode == 0, trained_run.result.stderr[-3000:]
+  with open(os.path.join(trained_run.workdir, "eval", "step_00000060.json")) as f:
+    metrics = json.load(f)["metrics"]
+  assert metrics["linear_probe/top1"] > metrics["zero_shot/top1"] + 5.0, metrics

@@ -127,3 +127,20 @@ def test_unknown_variant_fails_before_compiling():
   with pytest.raises(ConfigError, match="unknown RankCLIP variant 'papers'.*'code', 'paper'"):
     objectives.check_config({"clip": {"weight": 1.0},
                              "rankclip": {"weight": 1.0, "variant": "papers"}})
+
+
+def test_row_blocks_give_the_same_loss_and_gradients():
+  """Processing the rows in recomputed blocks (large batches) changes nothing."""
+  rng = np.random.default_rng(3)
+  u, t = (rng.normal(size=(12, 5)) for _ in range(2))
+  u, t = (jnp.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), jnp.float32) for x in (u, t))
+
+  def run(max_block_elements):
+    def f(a, b, c):
+      return rankclip.ranking_loss(a, b, c, "paper", max_block_elements=max_block_elements)[0]
+    return jax.value_and_grad(f, argnums=(0, 1, 2))(u, t, jnp.float32(2.0))
+
+  assert rankclip.row_block(12, 12, 40) == 3 and rankclip.row_block(12, 12, 1) == 1
+  whole, blocked = run(10 ** 6), run(40)
+  for a, b in zip(jax.tree.leaves(blocked), jax.tree.leaves(whole)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -1,0 +1,37 @@
+"""Command lines of training and evaluation runs for the end-to-end tests."""
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# One persistent XLA compilation cache for the processes a test session starts: a later
+# process (a resumed run, the standalone evaluator, a notebook) reuses what an earlier one
+# compiled for the same program and devices instead of compiling again.
+COMPILE_CACHE_ENV = {
+    "JAX_COMPILATION_CACHE_DIR": tempfile.mkdtemp(prefix="lang_image_test_xla_cache_"),
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+}
+atexit.register(shutil.rmtree, COMPILE_CACHE_ENV["JAX_COMPILATION_CACHE_DIR"], True)
+
+
+def train_command(workdir, data_dir, *extra, steps=60, config="clip"):
+  """main.py on the tiny embedded data with small settings, plus `extra` flags."""
+  return [sys.executable, os.path.join(ROOT, "main.py"),
+          f"--config={os.path.join(ROOT, 'configs', config + '.py')}:steps={steps},batch=64",
+          f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
+          "--config.data.variant=tiny", "--config.log_every=10", "--config.eval.batch_size=240",
+          *extra]
+
+
+def env(devices=1):
+  """The test environment: `devices` simulated CPU devices, the repo importable, the shared
+  compilation cache."""
+  e = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+           **COMPILE_CACHE_ENV)
+  e["PYTHONPATH"] = ROOT
+  return e
