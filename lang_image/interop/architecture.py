@@ -180,3 +180,14 @@ def check_against(expected: dict[tuple, tuple], got: dict[tuple, np.ndarray], so
   extra = sorted(".".join(map(str, p)) for p in set(got) - set(expected))
   if extra:
     raise CheckpointError(f"{source} has parameters the model lacks: {extra[:4]}.")
+
+
+def image_norm_named(mean, std, where: str) -> str:
+  """The IMAGE_NORMS entry with this pixel mean and std ('clip' when either is absent)."""
+  if mean is None or std is None:
+    return "clip"
+  for name, (m, s) in IMAGE_NORMS.items():
+    if np.allclose(mean, m, atol=1e-6) and np.allclose(std, s, atol=1e-6):
+      return name
+  raise CheckpointError(f"pixel mean {mean} / std {std} in {where} match none of the known "
+                        f"normalisations {list(IMAGE_NORMS)}.")

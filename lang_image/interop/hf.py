@@ -41,6 +41,7 @@ import os
 
 import numpy as np
 
+from lang_image.interop import architecture
 from lang_image.interop.architecture import ClipArchitecture, conv_weight, linear, patch_kernel
 from lang_image.interop.tensors import CheckpointError, open_files, require
 from lang_image.models.pretrainer import IMAGE_NORMS
@@ -129,14 +130,7 @@ def _image_norm(directory: str) -> str:
   if not os.path.isfile(path):
     return "clip"
   pre = _read_json(path)
-  mean, std = pre.get("image_mean"), pre.get("image_std")
-  if mean is None or std is None:
-    return "clip"
-  for name, (m, s) in IMAGE_NORMS.items():
-    if np.allclose(mean, m, atol=1e-6) and np.allclose(std, s, atol=1e-6):
-      return name
-  raise CheckpointError(f"pixel mean {mean} / std {std} in '{path}' match none of the known "
-                        f"normalisations {list(IMAGE_NORMS)}.")
+  return architecture.image_norm_named(pre.get("image_mean"), pre.get("image_std"), f"'{path}'")
 
 
 def _block_names(prefix: str) -> dict[tuple, str]:

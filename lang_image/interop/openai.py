@@ -38,9 +38,9 @@ import re
 
 import numpy as np
 
+from lang_image.interop import architecture
 from lang_image.interop.architecture import ClipArchitecture, linear, patch_kernel
 from lang_image.interop.tensors import CheckpointError, open_files
-from lang_image.models.pretrainer import IMAGE_NORMS
 from lang_image.models.variants import TextSpec, VitSpec
 
 SIDECAR = "open_clip_config.json"
@@ -143,14 +143,8 @@ def _activation(config: dict) -> str:
 
 
 def _image_norm(preprocess_cfg: dict) -> str:
-  mean, std = preprocess_cfg.get("mean"), preprocess_cfg.get("std")
-  if mean is None or std is None:
-    return "clip"
-  for name, (m, s) in IMAGE_NORMS.items():
-    if np.allclose(mean, m, atol=1e-6) and np.allclose(std, s, atol=1e-6):
-      return name
-  raise CheckpointError(f"pixel mean {mean} / std {std} in {SIDECAR} match none of the known "
-                        f"normalisations {list(IMAGE_NORMS)}.")
+  return architecture.image_norm_named(preprocess_cfg.get("mean"), preprocess_cfg.get("std"),
+                                      SIDECAR)
 
 
 def _block(prefix: str) -> dict[tuple, tuple[str, bool]]:
