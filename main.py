@@ -84,7 +84,11 @@ def main(argv):
   except config_lib.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  print("final " + ", ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items())))
+  except train.TrainingError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  if metrics:  # Empty after a preemption (a checkpoint was saved; run again to resume).
+    print("final " + ", ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items())))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ Arg string keys (e.g. `configs/clip.py:model=B/16,batch=32768,steps=100000`):
   batch  global batch size (image-text pairs per step).
   steps  number of optimizer steps.
   res    image resolution (default: 64 for the mu CPU model, 224 otherwise).
-  data   the training data; 'shapes' is the embedded dataset, generated on first use.
+  data   the training data: 'shapes' (the embedded dataset, generated on first use) or a
+         source such as wds:/data/{00000..00099}.tar, csv:/data/train.csv (README "Your own
+         data").
   seed   seed of parameters, data order and every random choice.
 """
 
@@ -95,17 +97,40 @@ def base(args) -> ml_collections.ConfigDict:
       logit_scale_max=math.log(100.0),
   ))
 
+  shapes = args.data == "shapes"
   c.data = ml_collections.ConfigDict(dict(
+      # 'shapes' (embedded), wds:/path/{00000..00099}.tar, csv:/path.csv, jsonl:/path.jsonl,
+      # tfds:name[/config]:split, or a mixture '0.7*wds:...;0.3*csv:...' (README "Your own
+      # data").
       name=args.data,
-      # Empty means $LANG_IMAGE_DATA_DIR or ~/.cache/lang_image.
+      # Preprocessing ops joined by '|' (lang_image/data/ops.py); sizes default to the
+      # model's image_size. Empty means the default of the data's kind (config.DEFAULT_PP):
+      # 'decode|choose_caption|tokenize' for shapes, and for real images
+      # 'decode|random_resized_crop(scale=(0.9, 1.0))|choose_caption|tokenize'.
+      pp="",
+      # Empty keys mean each source kind's default: wds jpg/png/webp + txt, csv/jsonl
+      # filepath + title, tfds image + caption ('json:field' reads a webdataset sidecar).
+      image_key="",
+      text_key="",
+      csv_separator=",",
+      # A shard or file that cannot be opened fails the run, or is skipped with a warning.
+      skip_bad_shards=False,
+      shuffle=True,
+      # Empty means $LANG_IMAGE_DATA_DIR or ~/.cache/lang_image (also holds shard indexes
+      # and tokenizers trained on first use).
       data_dir="",
+      # Where tfds: sources are prepared; empty means tfds' default.
+      tfds_data_dir="",
       # Embedded dataset size: 'default' or 'tiny' (for tests).
       variant="default",
-      # Empty means the tokenizer kept with the dataset (trained on first use).
+      # Empty means the tokenizer kept with the data (trained on first use on up to
+      # tokenizer_samples captions).
       tokenizer="",
-      vocab_size=1000,
+      vocab_size=1000 if shapes else 32000,
+      tokenizer_samples=200_000,
       prefetch=4,
-      threads=2,
+      # Reader threads (decoding and preprocessing run in them).
+      threads=2 if shapes else 8,
   ))
 
   c.optim = ml_collections.ConfigDict(dict(
@@ -130,10 +155,18 @@ def base(args) -> ml_collections.ConfigDict:
   c.microbatches = 1
 
   c.log_every = 50
+  # A step with a non-finite loss or gradient norm leaves the state as it was (its update is
+  # skipped); this many in a row stop the run with an error (0: never stop).
+  c.max_nonfinite_steps = 20
   c.checkpoint_every = 200
   c.keep_checkpoints = 3
   c.eval_every = 0  # 0: evaluate only at the end.
   c.eval = ml_collections.ConfigDict(dict(
+      # What the run evaluates on: 'shapes' (the embedded data, whatever the training data),
+      # a prepared tfds set (cifar10, imagenet2012, coco_captions, ...) or a data source
+      # (wds:/data/val/{00000..00003}.tar: retrieval on its first source_examples samples).
+      dataset="shapes",
+      source_examples=1000,
       split="test",
       batch_size=256,
       zero_shot=True,

@@ -3,7 +3,8 @@
 Each checkpoint holds two items: `state` (params, optimizer state, step, rng, other model
 variables) and `data` (the input position as JSON). Orbax writes into a temporary directory
 and renames it when complete, so `latest_step` only ever names finished checkpoints; a run
-killed mid-save resumes from the previous one.
+killed mid-save resumes from the previous one. A finished checkpoint whose files were damaged
+later (truncated, deleted) is skipped with a warning on restore, for the next older one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class Checkpointer:
   def __init__(self, workdir: str, every: int, keep: int):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     self.every = every
+    self._unreadable = set()  # Steps that failed to restore; a new save replaces them.
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -32,14 +34,31 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def restore(self, abstract_state, step: int | None = None):
-    """Returns (state, data_position) from the newest checkpoint, or None if there is none.
+    """Returns (state, data_position) from the newest readable checkpoint, or None if there
+    is none. A checkpoint that fails to restore is skipped with a warning naming its
+    directory, for the next older one; a given `step` is restored or fails, without fallback.
 
     `abstract_state` is a pytree of jax.ShapeDtypeStruct carrying the target shardings, so
     restoring onto another mesh reshards on load.
     """
-    step = self.latest_step() if step is None else step
-    if step is None:
-      return None
+    if step is not None:
+      return self._restore(abstract_state, step)
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    for step in steps:
+      try:
+        return self._restore(abstract_state, step)
+      except Exception as e:  # noqa: BLE001 (orbax and tensorstore raise many kinds)
+        self._unreadable.add(step)
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        logging.warning("Checkpoint %s cannot be restored (%s: %s); skipping it for an older "
+                        "one.", os.path.join(self.directory, str(step)), type(e).__name__,
+                        reason)
+    if steps:
+      logging.warning("None of the checkpoints in %s can be restored: starting from scratch.",
+                      self.directory)
+    return None
+
+  def _restore(self, abstract_state, step: int):
     restored = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state),
         data=ocp.args.JsonRestore(),
@@ -47,12 +66,23 @@ class Checkpointer:
     logging.info("Resumed from checkpoint step %d in %s.", step, self.directory)
     return restored["state"], restored["data"]
 
-  def maybe_save(self, step: int, state, data_position: dict, *, force: bool = False) -> bool:
-    """Saves asynchronously every `every` steps (or when forced); returns whether it saved."""
-    if not force and (self.every <= 0 or step % self.every):
+  def due(self, step: int) -> bool:
+    """Whether `maybe_save` saves at `step` unforced."""
+    return self.every > 0 and step % self.every == 0
+
+  def maybe_save(self, step: int, state, data_position, *, force: bool = False) -> bool:
+    """Saves asynchronously every `every` steps (or when forced); returns whether it saved.
+    `data_position`: the input position (JSON), or a function returning it, called only when
+    saving (it may be a collective over processes)."""
+    if not force and not self.due(step):
       return False
-    if step in self._manager.all_steps():
+    if step in self._unreadable:  # A damaged checkpoint of this step gives way to a good one.
+      self._manager.delete(step)
+      self._unreadable.discard(step)
+    elif step in self._manager.all_steps():
       return False
+    if callable(data_position):
+      data_position = data_position()
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         data=ocp.args.JsonSave(data_position),

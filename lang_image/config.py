@@ -19,6 +19,14 @@ import ml_collections
 LOSS_IMPLS = ("shard_map", "global")
 
 
+# config.data.pp by kind of data: the embedded images are stored at the small model's size
+# (the model resizes them), real images get CLIP's mild random crop.
+DEFAULT_PP = {
+    "shapes": "decode|choose_caption|tokenize",
+    "files": "decode|random_resized_crop(scale=(0.9, 1.0))|choose_caption|tokenize",
+}
+
+
 class ConfigError(ValueError):
   """A user-fixable problem with the config or the environment."""
 
@@ -138,8 +146,25 @@ def validate(config, workdir: str | None, device_count: int | None = None) -> No
                       f"'{config.model.image}' has {vit.patch}; set "
                       "config.model.image_stem='patch' or pick patch 8, 16 or 32.")
   _check_data_dir(config.data.data_dir)
+  _check_data(config.data)
   if workdir is not None:
     _check_workdir(workdir)
+
+
+def _check_data(data_cfg) -> None:
+  """The data spec and preprocessing parse (the sources are opened, and so checked, later
+  but still before anything compiles)."""
+  from lang_image.data import ops, pipeline
+  from lang_image.data.sources import SCHEMES
+  for spec, _ in pipeline.parse_mixture(data_cfg.name):
+    scheme = spec.partition(":")[0]
+    if spec != "shapes" and (":" not in spec or scheme not in SCHEMES):
+      raise ConfigError(f"config.data.name '{spec}' names no known data: use 'shapes' or a "
+                        f"source with one of the schemes {list(SCHEMES)}, e.g. "
+                        "wds:/data/{00000..00099}.tar or csv:/data/train.csv.")
+  ops.parse(data_cfg.get("pp") or pipeline.default_pp(data_cfg.name))
+  if int(data_cfg.get("threads", 1)) < 1:
+    raise ConfigError(f"config.data.threads must be at least 1, got {data_cfg.threads}.")
 
 
 def _check_data_dir(path: str) -> None:

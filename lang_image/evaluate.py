@@ -98,7 +98,7 @@ def restore(config, workdir: str, step: int | None = None, dataset=None) -> Rest
   `dataset`: the config's data, if already open."""
   step = resolve_step(workdir, step)
   mesh = parallel.make_mesh(config.mesh)
-  dataset = dataset or pipeline.open_dataset(config.data, config.model.max_len)
+  dataset = dataset or pipeline.open_for(config)
   trainer = train.Trainer(config, mesh, dataset.tokenizer.vocab_size)
   ckpt = checkpoint.Checkpointer(workdir, 0, config.keep_checkpoints)
   try:
@@ -165,7 +165,7 @@ def evaluate(config, workdir: str, step=None, tasks=evaluators.TASKS, datasets=(
   """
   # Checkpoint and datasets are checked before anything compiles, so bad input fails fast.
   step = resolve_step(workdir, step)
-  dataset = pipeline.open_dataset(config.data, config.model.max_len)
+  dataset = pipeline.open_for(config)
   sets = [open_eval_set(config, dataset, name, tasks, tfds_data_dir) for name in datasets]
   restored = restore(config, workdir, step, dataset)
   out = os.path.join(out or os.path.join(workdir, "benchmark"), f"step_{restored.step:08d}")

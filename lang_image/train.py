@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
+import threading
 import time
 
 import jax
@@ -20,11 +22,13 @@ import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lang_image import checkpoint, evaluators, objectives, optim, parallel
 from lang_image import pictures, run_config
-from lang_image.data import pipeline
+from lang_image.config import ConfigError
+from lang_image.data import pipeline, stream as stream_lib
 from lang_image.models.pretrainer import Pretrainer
 
 
@@ -158,13 +162,33 @@ class Trainer:
     return jax.lax.with_sharding_constraint(x, self.batch_sharding)
 
   def _train_step(self, state, batch):
+    """One optimizer step -> (new state, metrics).
+
+    A step whose loss, global gradient norm or update norm is not finite is skipped: parameters,
+    optimizer state and the other model state come back bitwise as they went in, and the
+    metric `nonfinite` is 1 (else 0). The step counter still advances, so the data stream,
+    the learning-rate schedule and the step-dependent objective terms move on past the bad
+    batch. A skipped step's other metrics are returned as 0, so that interval means over the
+    finite steps stay readable (see `run`).
+    """
     metrics, rest, grads = self._loss_and_grads(state, batch)
+    grad_norm = optax.tree.norm(grads)
     updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
+    # The update too: finite gradients can still make one that is not (a learning rate of inf).
+    finite = (jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+              & jnp.isfinite(optax.tree.norm(updates)))
     model = nnx.merge(self.graphdef, optax.apply_updates(state["params"], updates), rest)
     model.post_update(state["step"] + 1, self.config.total_steps)
     _, params, rest = nnx.split(model, nnx.Param, ...)
-    metrics["grad_norm"] = optax.tree.norm(grads)
+    # A select, not a branch: both sides are computed anyway, and the old values pass
+    # through unchanged bit for bit.
+    params, rest, opt_state = jax.tree.map(
+        lambda new, old: jnp.where(finite, new, old),
+        (params, rest, opt_state), (state["params"], state["rest"], state["opt_state"]))
+    metrics["grad_norm"] = grad_norm
     metrics["learning_rate"] = self.schedule(state["step"])
+    metrics = {k: jnp.where(finite, v, jnp.zeros_like(v)) for k, v in metrics.items()}
+    metrics["nonfinite"] = 1.0 - finite.astype(jnp.float32)
     new_state = dict(state, step=state["step"] + 1, params=params, rest=rest,
                      opt_state=opt_state)
     return new_state, metrics
@@ -179,25 +203,35 @@ class Trainer:
 
 
 def run(config, workdir: str) -> dict:
-  """Trains (resuming if the workdir holds a checkpoint), evaluates; returns final metrics."""
+  """Trains (resuming if the workdir holds a checkpoint), evaluates; returns final metrics.
+
+  SIGTERM or SIGINT (preemption, Ctrl-C) during the run stops it after the current step with
+  a checkpoint of that step; it then returns {} (no final evaluation). A second signal goes
+  to the handler in place before the run.
+  """
+  with _StopSignals() as stop:
+    return _run(config, workdir, stop)
+
+
+def _run(config, workdir: str, stop: "_StopSignals") -> dict:
   mesh = parallel.make_mesh(config.mesh)
-  dataset = pipeline.open_dataset(config.data, config.model.max_len)
+  dataset = pipeline.open_for(config)
   trainer = Trainer(config, mesh, dataset.tokenizer.vocab_size)
   ckpt = checkpoint.Checkpointer(workdir, config.checkpoint_every, config.keep_checkpoints)
   restored = ckpt.restore(trainer.abstract_state)
   if restored is None:
-    state, position = trainer.init_state(config.seed), 0
+    state, data_state = trainer.init_state(config.seed), None
     if config.get("init"):  # Released tower weights (lang_image/interop/init.py).
       from lang_image.interop import init as interop_init
       state = interop_init.init_state(state, config.init)
     logging.info("No checkpoint in %s: starting from scratch.", ckpt.directory)
   else:
-    state, data = restored
-    position = int(data["next_batch"])
+    state, data_state = restored
   start = int(state["step"])
-  stream = pipeline.TrainStream(dataset, config.data, config.batch_size,
-                                trainer.batch_sharding, config.seed, start_batch=position)
-  evaluator = evaluators.Evaluator(dataset, config.eval, trainer.batch_sharding)
+  stream = stream_lib.TrainStream(dataset, config.data, config.batch_size,
+                                  trainer.batch_sharding, config.seed, state=data_state)
+  evaluator = evaluators.Evaluator(dataset, config.eval, trainer.batch_sharding,
+                                  eval_set=_eval_set(config, dataset))
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   writer.write_hparams(_flat_hparams(config))
   hooks = [periodic_actions.ReportProgress(num_train_steps=config.total_steps, writer=writer,
@@ -216,26 +250,60 @@ def run(config, workdir: str) -> dict:
     return metrics
 
   total = config.total_steps
+  guard = _NonfiniteGuard(config.get("max_nonfinite_steps", 20))
   summed, count = None, 0
-  with jax.set_mesh(mesh):
-    for step in range(start + 1, total + 1):
-      state, metrics = trainer.train_step(state, next(stream))
-      summed = metrics if summed is None else jax.tree.map(jnp.add, summed, metrics)
-      count += 1
-      for hook in hooks:
-        hook(step)
-      if step % config.log_every == 0 or step == total:
-        means = {k: float(v) / count for k, v in jax.device_get(summed).items()}
-        writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
-        if jax.process_index() == 0:
-          _append_jsonl(os.path.join(workdir, TRAIN_METRICS), {"step": step, **means})
-        summed, count = None, 0
-      if step < total:
-        ckpt.maybe_save(step, state, {"next_batch": stream.position})
-      if config.eval_every and step % config.eval_every == 0 and step < total:
-        evaluate(step)
-    eval_metrics = evaluate(total)
-    ckpt.maybe_save(total, state, {"next_batch": stream.position}, force=True)
+  # The newest step's `nonfinite` flag, still on the device. It is read one step late: by
+  # then the next step is already queued behind it, so the read never leaves the device
+  # idle. Before anything that keeps or shows the state (log, checkpoint, eval, the end) it is
+  # read at once, so that a run stopped for non-finite steps never saves them.
+  pending = None
+  try:
+    with jax.set_mesh(mesh):
+      for step in range(start + 1, total + 1):
+        state, metrics = trainer.train_step(state, next(stream))
+        if pending is not None:
+          guard.observe(*pending)
+        pending = (step, metrics["nonfinite"])
+        summed = metrics if summed is None else jax.tree.map(jnp.add, summed, metrics)
+        count += 1
+        for hook in hooks:
+          hook(step)
+        log_now = step % config.log_every == 0 or step == total
+        eval_now = bool(config.eval_every) and step % config.eval_every == 0 and step < total
+        if log_now or eval_now or ckpt.due(step) or step == total:
+          guard.observe(*pending)
+          pending = None
+        if log_now:
+          means = _interval_means(jax.device_get(summed), count)
+          # Samples skipped since the run began, per reason, over all processes.
+          skipped = {f"data/skipped/{k}": v
+                     for k, v in stream_lib.skipped_totals(stream).items()}
+          writer.write_scalars(step, {**{f"train/{k}": v for k, v in means.items()}, **skipped})
+          means.update(skipped)
+          if jax.process_index() == 0:
+            _append_jsonl(os.path.join(workdir, TRAIN_METRICS), {"step": step, **means})
+          summed, count = None, 0
+        if step < total:
+          ckpt.maybe_save(step, state, lambda: stream_lib.gather_state(stream))
+        if eval_now:
+          evaluate(step)
+        if stop.agreed():
+          if pending is not None:
+            guard.observe(*pending)
+          ckpt.maybe_save(step, state, lambda: stream_lib.gather_state(stream), force=True)
+          ckpt.wait()
+          ckpt.close()
+          writer.flush()
+          logging.info("Preempted at step %d: checkpoint saved in %s.", step, ckpt.directory)
+          return {}
+      eval_metrics = evaluate(total)
+      ckpt.maybe_save(total, state, lambda: stream_lib.gather_state(stream), force=True)
+  except TrainingError:
+    # Earlier (good) checkpoints finish writing; the bad state is not saved.
+    ckpt.wait()
+    ckpt.close()
+    writer.flush()
+    raise
   ckpt.wait()
   ckpt.close()
   if jax.process_index() == 0:
@@ -244,6 +312,100 @@ def run(config, workdir: str) -> dict:
       pictures.write_run(workdir, total, evaluator, writer, read_train_metrics(workdir))
   writer.flush()
   return eval_metrics
+
+
+class _StopSignals:
+  """Within `with`: SIGTERM and SIGINT set `requested` (handlers can only be installed from
+  the main thread; elsewhere nothing is installed). The first signal puts the previous
+  handlers back, so a second one acts as it would have without the run; so does leaving."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.requested = False
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in self.SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc_info):
+    self._restore()
+
+  def _handle(self, signum, frame):
+    del frame
+    self.requested = True
+    self._restore()
+    logging.warning("%s received: stopping after this step with a checkpoint.",
+                    signal.Signals(signum).name)
+
+  def _restore(self):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+    self._previous = {}
+
+  def agreed(self) -> bool:
+    """Whether to stop now. With several processes, whether any of them was signalled: a
+    small all-gather that every process makes after every step, so that all stop (and save)
+    at the same step. It waits for the step to finish, which costs only the dispatch gap."""
+    if jax.process_count() == 1:
+      return self.requested
+    flags = multihost_utils.process_allgather(np.int32(self.requested))
+    return bool(np.any(flags))
+
+
+class TrainingError(RuntimeError):
+  """Training cannot go on (e.g. the loss stays non-finite); the message is one sentence."""
+
+
+class _NonfiniteGuard:
+  """Counts consecutive skipped (non-finite) steps on the host; raises TrainingError after
+  `limit` of them in a row (0: never)."""
+
+  def __init__(self, limit: int):
+    self.limit, self.consecutive = int(limit), 0
+
+  def observe(self, step: int, flag) -> None:
+    if not float(flag):
+      self.consecutive = 0
+      return
+    self.consecutive += 1
+    logging.warning("Step %d: non-finite loss or gradient norm; its update was skipped.", step)
+    if self.limit and self.consecutive >= self.limit:
+      raise TrainingError(
+          f"the last {self.consecutive} steps (up to step {step}) all had a non-finite loss "
+          "or gradient norm, so training stopped without saving them; the newest checkpoint "
+          "holds the last good state. Lower config.optim.lr, check the data, or raise "
+          "config.max_nonfinite_steps (0 never stops).")
+
+
+def _interval_means(summed: dict, count: int) -> dict:
+  """Means of a log interval's summed step metrics over its finite steps (a skipped step
+  contributes zeros), and `nonfinite_steps`, the number of skipped steps. An interval with no
+  finite step has only the count."""
+  skipped = int(round(float(summed.pop("nonfinite"))))
+  means = {}
+  if count > skipped:
+    means = {k: float(v) / (count - skipped) for k, v in summed.items()}
+  means["nonfinite_steps"] = skipped
+  return means
+
+
+def _eval_set(config, dataset):
+  """config.eval.dataset's eval set; None for the embedded data (the Evaluator's default)."""
+  name = config.eval.get("dataset", "shapes")
+  if name == "shapes":
+    return None
+  from lang_image.evaluators import eval_sets
+  context = eval_sets.LoadContext(
+      dataset, config.eval, int(config.model.image_size),
+      probes=bool(config.eval.linear_probe or config.eval.knn))
+  try:
+    return eval_sets.open_eval_set(name, context)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
 
 
 def _append_jsonl(path: str, record: dict) -> None:

@@ -65,8 +65,8 @@ def test_fsdp_shards_by_the_rules_and_equals_data_parallel(monkeypatch):
 
 @pytest.mark.parametrize("objectives", [
     {"clip": {"weight": 1.0}, "nclip": {**NCLIP_SMALL, "weight": 0.5, "head_norm": "batch"}},
-    {"siglip": {"weight": 1.0}},
-    {"cliplite": {"weight": 1.0, "critic_dim": 32}},
+    pytest.param({"siglip": {"weight": 1.0}}, marks=pytest.mark.slow),
+    pytest.param({"cliplite": {"weight": 1.0, "critic_dim": 32}}, marks=pytest.mark.slow),
 ], ids=["xclip", "siglip", "cliplite"])
 def test_gradient_accumulation_equals_one_batch(objectives):
   """4 micro-batches of 16 (2 rows per device each) give the update of one batch of 64."""
@@ -84,7 +84,7 @@ def test_gradient_accumulation_equals_one_batch(objectives):
     assert_close(acc_state[part], one_state[part], rtol=1e-5, atol_scale=1e-5)
 
 
-@pytest.mark.parametrize("policy", ["full", "dots"])
+@pytest.mark.parametrize("policy", ["full", pytest.param("dots", marks=pytest.mark.slow)])
 def test_remat_keeps_results(policy):
   batch = pipeline.to_global(synthetic_batch(0), parallel.batch_sharding(mesh(8, 1)))
   results = {}

@@ -1,125 +1,166 @@
-"""Input pipeline: tfds data source -> grain -> global sharded jax.Arrays.
+"""Input data: the configured sources, their tokenizer and preprocessing (`open_dataset`).
 
-grain over `tfds.data_source` (array_record, random access) rather than tf.data: batch k of
-the shuffled, repeated stream is a pure function of (seed, k), so the data position is one
-integer saved with every checkpoint, and a restored run continues with exactly the batch an
-uninterrupted run would have read, shuffling included, without replaying the stream.
-Each process reads its own strided slice of every epoch's permutation and contributes its
-local rows of the global batch through `jax.make_array_from_process_local_data`.
+`config.data.name` names the training data:
+
+    shapes                                   the embedded dataset (generated on first use)
+    wds:/data/laion/{00000..01023}.tar       webdataset shards (img2dataset output)
+    csv:/data/cc3m/train.csv                 open_clip's CSV: `filepath`, `title` columns
+    jsonl:/data/pairs.jsonl                  one JSON object per line, same keys
+    tfds:coco_captions/2017:train            a tfds dataset prepared on disk
+    0.7*wds:/a/{0000..0099}.tar;0.3*csv:/b.csv   a weighted mixture (weights are normalised)
+
+The stream that reads them is `stream.TrainStream`; the sources are `sources.open_source`.
+When config.data.tokenizer is empty, a SentencePiece model is trained on the sources'
+captions on first use and kept in the data directory (`tokenizer.for_sources`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import os
-
-import grain
-import jax
-import numpy as np
+import re
 
 from lang_image import config as config_lib
 from lang_image.config import ConfigError
+from lang_image.data import ops
+from lang_image.data.stream import TrainStream, to_global  # noqa: F401  (the public names)
 
-KNOWN_DATA = ("shapes",)
+SHAPES = "shapes"
+_WEIGHT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*(.+)$")
+
+
+
+def parse_mixture(name: str) -> list[tuple[str, float]]:
+  """'0.7*wds:/a.tar;0.3*csv:/b.csv' -> [('wds:/a.tar', 0.7), ('csv:/b.csv', 0.3)]; a single
+  spec has weight 1. Weights must be positive; they are normalised by the mixture."""
+  parts = [p.strip() for p in name.split(";") if p.strip()]
+  if not parts:
+    raise ConfigError("config.data.name is empty; give 'shapes' or a source such as "
+                      "wds:/data/{00000..00009}.tar.")
+  mixture = []
+  for part in parts:
+    match = _WEIGHT.match(part)
+    spec, weight = (match.group(2).strip(), float(match.group(1))) if match else (part, 1.0)
+    if weight <= 0:
+      raise ConfigError(f"mixture weight {weight} of '{spec}' is not positive; give every "
+                        "source a weight > 0, as in 0.7*wds:/a.tar;0.3*csv:/b.csv.")
+    mixture.append((spec, weight))
+  return mixture
+
+
+def default_pp(name: str) -> str:
+  """Preprocessing when config.data.pp is empty."""
+  return config_lib.DEFAULT_PP[SHAPES if name.strip() == SHAPES else "files"]
+
+
+class ShapesSource:
+  """The embedded dataset's train split as a source of {"image", "caption", "key"}."""
+
+  def __init__(self, split):
+    self.name = SHAPES
+    self._split = split
+    self.skipped_shards = []
+
+  def __len__(self):
+    return len(self._split)
+
+  def __getitem__(self, i):
+    example = self._split[i]
+    caption = example["caption"]
+    return {"image": example["image"], "key": f"shapes #{i}",
+            "caption": caption.decode("utf-8") if isinstance(caption, bytes) else caption}
 
 
 @dataclasses.dataclass
 class Dataset:
-  """A prepared dataset: tfds builder plus the tokenizer that goes with it."""
-  builder: object
+  """The training data (sources, weights, preprocessing) and the tokenizer that goes with it,
+  plus the embedded dataset for the default evaluation."""
   tokenizer: object
   max_len: int
-  # Zero-shot classification: class names and prompt templates ("a photo of a {}.").
+  # Zero-shot classification on the embedded data: class names and prompt templates.
   classes: list
   templates: list
+  train_sources: list
+  train_weights: list
+  preprocess: ops.Preprocess
+  data_cfg: object = None
+
+  @functools.cached_property
+  def builder(self):
+    """The embedded dataset's tfds builder (prepared on first use: its eval splits serve the
+    default evaluation whatever the training data)."""
+    from lang_image.data import shapes_tfds
+    return shapes_tfds.prepare(_data_dir(self.data_cfg), self.data_cfg.variant)
 
   def source(self, split: str):
+    """A split of the embedded dataset (random access)."""
     return self.builder.as_data_source(split)
 
-  def tokenize(self, captions) -> np.ndarray:
+  def tokenize(self, captions):
     texts = [c.decode("utf-8") if isinstance(c, bytes) else str(c) for c in captions]
     return self.tokenizer.encode(texts, self.max_len)
 
 
-def open_dataset(data_cfg, max_len: int) -> Dataset:
-  """Prepares (on first use) and opens the configured dataset and its tokenizer."""
-  if data_cfg.name not in KNOWN_DATA:
-    raise ConfigError(f"unknown data '{data_cfg.name}'; the known data are {list(KNOWN_DATA)}.")
-  # Imported lazily: tensorflow_datasets is slow to import.
-  from lang_image.data import shapes, shapes_tfds, tokenizer as tokenizer_lib
+def _data_dir(data_cfg) -> str:
   data_dir = data_cfg.data_dir or config_lib.default_data_dir()
   os.makedirs(data_dir, exist_ok=True)
-  builder = shapes_tfds.prepare(data_dir, data_cfg.variant)
-  path = data_cfg.tokenizer or tokenizer_lib.shapes_tokenizer(
-      data_dir, data_cfg.variant, data_cfg.vocab_size)
-  return Dataset(builder, tokenizer_lib.load(path), max_len,
-                 list(shapes.CLASSES), list(shapes.PROMPT_TEMPLATES))
+  return data_dir
 
 
-def _pick_fields(example):
-  return {"image": np.asarray(example["image"], np.uint8), "caption": example["caption"]}
+def open_sources(data_cfg) -> tuple[list, list]:
+  """The configured sources (opened: indexes built, files checked) and their weights."""
+  from lang_image.data import sources as sources_lib
+  mixture = parse_mixture(data_cfg.name)
+  opened = []
+  for spec, _ in mixture:
+    if spec == SHAPES:
+      from lang_image.data import shapes_tfds
+      builder = shapes_tfds.prepare(_data_dir(data_cfg), data_cfg.variant)
+      opened.append(ShapesSource(builder.as_data_source("train")))
+    else:
+      opened.append(sources_lib.open_source(
+          spec, image_key=data_cfg.get("image_key", ""), text_key=data_cfg.get("text_key", ""),
+          csv_separator=data_cfg.get("csv_separator", ","),
+          skip_bad_shards=data_cfg.get("skip_bad_shards", False),
+          tfds_data_dir=data_cfg.get("tfds_data_dir") or None,
+          index_cache_dir=os.path.join(_data_dir(data_cfg), "index")))
+  return opened, [w for _, w in mixture]
 
 
-class TrainStream:
-  """Endless shuffled global batches; `position` is the index of the next batch."""
-
-  def __init__(self, dataset: Dataset, data_cfg, global_batch: int, sharding, seed: int,
-               start_batch: int = 0):
-    n_proc, proc = jax.process_count(), jax.process_index()
-    if global_batch % n_proc:
-      raise ConfigError(f"global batch {global_batch} is not divisible by the {n_proc} "
-                        "processes; pick a multiple of the process count.")
-    self._dataset = dataset
-    self._sharding = sharding
-    self._local = (grain.MapDataset.source(dataset.source("train"))
-                   .seed(seed).shuffle().repeat(None)
-                   .slice(slice(proc, None, n_proc))
-                   .map(_pick_fields)
-                   .batch(global_batch // n_proc, drop_remainder=True)
-                   .map(self._tokenize))
-    self.position = start_batch
-    options = grain.ReadOptions(num_threads=data_cfg.threads,
-                                prefetch_buffer_size=data_cfg.prefetch)
-    self._iter = iter(self._local.slice(slice(start_batch, None)).to_iter_dataset(options))
-
-  def _tokenize(self, batch):
-    return {"image": batch["image"], "text": self._dataset.tokenize(batch["caption"])}
-
-  def local_batch(self, index: int) -> dict:
-    """Random access to this process's rows of batch `index` (for tests and debugging)."""
-    return self._local[index]
-
-  def __iter__(self):
-    return self
-
-  def __next__(self) -> dict:
-    local = next(self._iter)
-    self.position += 1
-    return to_global(local, self._sharding)
+def open_tokenizer(data_cfg, train_sources) -> object:
+  """config.data.tokenizer, or the one kept for these sources (trained on first use)."""
+  from lang_image.data import tokenizer as tokenizer_lib
+  if data_cfg.tokenizer:
+    if not os.path.exists(data_cfg.tokenizer):
+      raise ConfigError(f"tokenizer '{data_cfg.tokenizer}' does not exist; build one with "
+                        "python -m lang_image.data.tokenizer --source=... --output=PATH, or "
+                        "leave config.data.tokenizer empty to train one on first use.")
+    return tokenizer_lib.load(data_cfg.tokenizer)
+  if data_cfg.name.strip() == SHAPES:
+    return tokenizer_lib.load(tokenizer_lib.shapes_tokenizer(
+        _data_dir(data_cfg), data_cfg.variant, data_cfg.vocab_size))
+  key = hashlib.sha1(repr([s.name for s in train_sources]).encode()).hexdigest()[:12]
+  path = os.path.join(_data_dir(data_cfg), "tokenizers", f"{key}_{data_cfg.vocab_size}.model")
+  if not os.path.exists(path):
+    tokenizer_lib.train_on_sources(train_sources, path, data_cfg.vocab_size,
+                                   data_cfg.get("tokenizer_samples", 200_000))
+  return tokenizer_lib.load(path)
 
 
-def to_global(local: dict, sharding) -> dict:
-  """Builds global batch-sharded arrays from each process's rows."""
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in local.items()}
+def open_dataset(data_cfg, max_len: int, image_size: int = 64) -> Dataset:
+  """Opens the configured sources, their tokenizer and the preprocessing."""
+  from lang_image.data import shapes
+  train_sources, weights = open_sources(data_cfg)
+  tokenizer = open_tokenizer(data_cfg, train_sources)
+  pp = data_cfg.get("pp") or default_pp(data_cfg.name)
+  preprocess = ops.Preprocess(pp, ops.Context(image_size=image_size, max_len=max_len,
+                                              tokenizer=tokenizer))
+  return Dataset(tokenizer, max_len, list(shapes.CLASSES), list(shapes.PROMPT_TEMPLATES),
+                 train_sources, weights, preprocess, data_cfg)
 
 
-def load_split(dataset: Dataset, split: str, limit: int | None = None,
-               single_object: bool = False) -> dict:
-  """A (small) split, or its first `limit` examples, in host memory: images, tokenized
-  captions, labels. `single_object` keeps only images whose label names their one object."""
-  source = dataset.source(split)
-  examples = []
-  for i in range(len(source)):
-    example = source[i]
-    if single_object and int(example.get("n_objects", 1)) != 1:
-      continue
-    examples.append(example)
-    if limit is not None and len(examples) >= limit:
-      break
-  return {
-      "image": np.stack([np.asarray(e["image"], np.uint8) for e in examples]),
-      "text": dataset.tokenize([e["caption"] for e in examples]),
-      "label": np.asarray([e["label"] for e in examples], np.int32),
-      "held_out": np.asarray([e["held_out"] for e in examples], bool),
-  }
+def open_for(config) -> Dataset:
+  """`open_dataset` for a run's config (its data, text length and image size)."""
+  return open_dataset(config.data, config.model.max_len, config.model.image_size)

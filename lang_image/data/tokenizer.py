@@ -3,7 +3,12 @@
 Ids: 0 = pad, 1 = EOS, 2 = unknown, no BOS. Encoded rows always end with EOS
 (kept even when truncating), since the text tower pools at the EOS token.
 
-CLI: python -m lang_image.data.tokenizer --data_dir=... --config=default --vocab_size=1000
+CLI, for any source's captions (the spec strings of config.data.name, mixtures included):
+
+    python -m lang_image.data.tokenizer --source=wds:/data/{00000..00099}.tar \\
+        --vocab_size=32000 --output=/data/tokenizer.model
+
+and, without --source, for the embedded dataset (kept next to it).
 """
 
 from __future__ import annotations
@@ -147,13 +152,63 @@ def _train_captions(config: str) -> Iterator[str]:
     yield shapes.describe("train", index)["caption"]
 
 
+def source_captions(sources, weights=None, limit: int = 200_000,
+                    skipped: dict | None = None) -> Iterator[str]:
+  """Up to `limit` captions of the sources, split between them by weight and spread evenly
+  over each (every k-th sample); every caption of a sample with several. Faulty samples are
+  passed over and counted in `skipped` (reason -> count)."""
+  from lang_image.data.sources.base import BadSample
+  weights = weights or [1.0] * len(sources)
+  total = sum(weights)
+  for source, weight in zip(sources, weights):
+    n = len(source)
+    take = max(1, min(n, int(round(limit * weight / total))))
+    for i in np.linspace(0, n - 1, take).round().astype(int) if n else []:
+      try:
+        caption = source[int(i)]["caption"]
+      except BadSample as e:
+        if skipped is not None:
+          skipped[e.reason] = skipped.get(e.reason, 0) + 1
+        continue
+      yield from ([caption] if isinstance(caption, str) else caption)
+
+
+def train_on_sources(sources, model_path: str, vocab_size: int, limit: int = 200_000,
+                     weights=None) -> dict:
+  """Trains the tokenizer of a run's sources on up to `limit` of their captions and writes it
+  to `model_path`; -> the skipped samples per reason."""
+  from absl import logging
+  skipped = {}
+  logging.info("Training a %d-piece SentencePiece tokenizer on up to %d captions of %s -> %s",
+               vocab_size, limit, [s.name for s in sources], model_path)
+  train_sentencepiece(source_captions(sources, weights, limit, skipped), model_path,
+                      vocab_size)
+  return skipped
+
+
 def main(argv) -> None:
   del argv
   from absl import flags
   from lang_image import config as config_lib
   f = flags.FLAGS
   data_dir = f.data_dir or config_lib.default_data_dir()
-  if f.output:
+  if f.source:
+    if not f.output:
+      raise SystemExit("error: --source needs --output=PATH for the tokenizer model.")
+    from ml_collections import ConfigDict
+    from lang_image.data import pipeline
+    data_cfg = ConfigDict(dict(name=f.source, data_dir=f.data_dir, variant=f.config,
+                               image_key=f.image_key, text_key=f.text_key,
+                               csv_separator=f.csv_separator, skip_bad_shards=False,
+                               tfds_data_dir=""))
+    try:
+      sources, weights = pipeline.open_sources(data_cfg)
+    except config_lib.ConfigError as e:
+      raise SystemExit(f"error: {e}") from None
+    skipped = train_on_sources(sources, f.output, f.vocab_size, f.samples, weights)
+    print(f"skipped samples: {skipped or 'none'}")
+    path = f.output
+  elif f.output:
     path = train_sentencepiece(_train_captions(f.config), f.output, f.vocab_size)
   else:
     path = shapes_tokenizer(data_dir, f.config, f.vocab_size)
@@ -174,4 +229,10 @@ if __name__ == "__main__":
   flags.DEFINE_integer("vocab_size", 1000, "Upper bound on the vocabulary size.")
   flags.DEFINE_string("output", "", "Write the model here instead of next to the dataset "
                       "(which then need not be prepared).")
+  flags.DEFINE_string("source", "", "Train on this source's captions (a config.data.name "
+                      "spec such as wds:/data/{00000..00099}.tar, or a mixture).")
+  flags.DEFINE_integer("samples", 200_000, "How many samples' captions to train on.")
+  flags.DEFINE_string("image_key", "", "As config.data.image_key.")
+  flags.DEFINE_string("text_key", "", "As config.data.text_key.")
+  flags.DEFINE_string("csv_separator", ",", "As config.data.csv_separator.")
   app.run(main)

@@ -8,6 +8,8 @@ training and a validation split for the linear probe and k-NN. Loaders build one
                     object train images and the validation split for the probes
     cifar10, cifar100, imagenet2012, coco_captions
                     tfds datasets prepared on disk (`tfds_sets`)
+    wds:..., csv:..., jsonl:..., tfds:...
+                    retrieval on the first samples of any data source (`source_sets`)
 
 A new source (e.g. webdataset shards) plugs in with `register(name, loader)`: a loader takes
 a `LoadContext` and returns an `EvalSet`. Class names and templates come from text files in
@@ -102,8 +104,12 @@ def register(name: str, loader: Callable[[LoadContext], EvalSet]) -> None:
 
 
 def open_eval_set(name: str, context: LoadContext) -> EvalSet:
+  from lang_image.evaluators import source_sets  # noqa: PLC0415
+  if name not in LOADERS and source_sets.is_source(name):
+    return source_sets.load(name, context)
   if name not in LOADERS:
-    raise ValueError(f"unknown eval dataset '{name}'; the known ones are {sorted(LOADERS)}.")
+    raise ValueError(f"unknown eval dataset '{name}'; the known ones are {sorted(LOADERS)} "
+                     "and data sources such as wds:/data/val/{00000..00003}.tar.")
   return LOADERS[name](context)
 
 

@@ -72,7 +72,7 @@ def restore_towers(config, workdir: str, step: int | None = None):
   from lang_image.data import pipeline
   config_lib.validate(config, None)
   mesh = parallel.make_mesh(config.mesh)
-  dataset = pipeline.open_dataset(config.data, config.model.max_len)
+  dataset = pipeline.open_for(config)
   trainer = train.Trainer(config, mesh, dataset.tokenizer.vocab_size)
   ckpt = checkpoint.Checkpointer(workdir, 0, config.keep_checkpoints)
   try:

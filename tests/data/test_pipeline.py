@@ -1,4 +1,5 @@
-"""The training stream: batch k is a pure function of (seed, k), so resuming is exact."""
+"""The training stream on the embedded data: batch k is a pure function of (seed, k), so
+resuming is exact."""
 
 import jax
 import numpy as np
@@ -12,13 +13,13 @@ from lang_image.data import pipeline
 def open_tiny(data_dir):
   config = clip_config.get_config("batch=64")
   config.data.update(variant="tiny", data_dir=data_dir)
-  return config, pipeline.open_dataset(config.data, config.model.max_len)
+  return config, pipeline.open_for(config)
 
 
 def stream(config, dataset, start=0, seed=0, batch=64):
   mesh = parallel.make_mesh(ConfigDict(dict(data=2, fsdp=4)))
   return pipeline.TrainStream(dataset, config.data, batch, parallel.batch_sharding(mesh), seed,
-                              start_batch=start)
+                              state={"next_batch": start} if start else None)
 
 
 def test_restarted_stream_continues_exactly(tiny_data_dir):
@@ -46,7 +47,7 @@ def test_batches_are_sharded_and_epochs_reshuffle(tiny_data_dir):
   per_epoch = len(dataset.source("train")) // 16
   assert per_epoch * 16 == len(dataset.source("train"))
   for k in (0, 7):
-    assert not np.array_equal(small.local_batch(k)["image"],
-                              small.local_batch(k + per_epoch)["image"])
-  other_seed = stream(config, dataset, seed=1, batch=16).local_batch(0)
-  assert not np.array_equal(small.local_batch(0)["image"], other_seed["image"])
+    assert not np.array_equal(small.local_batch_at(16 * k)[0]["image"],
+                              small.local_batch_at(16 * (k + per_epoch))[0]["image"])
+  other_seed = stream(config, dataset, seed=1, batch=16).local_batch_at(0)[0]
+  assert not np.array_equal(small.local_batch_at(0)[0]["image"], other_seed["image"])

@@ -1,0 +1,215 @@
+"""Runs that meet trouble: non-finite steps are skipped (and stop the run if they persist),
+preemption saves and exits cleanly, a torn checkpoint falls back to the one before."""
+
+import os
+import signal
+import subprocess
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ml_collections import ConfigDict
+
+from cli_runs import env, train_command as command
+from lang_image import checkpoint, parallel, train
+from lang_image.data import pipeline
+from test_train import VOCAB, pico_towers, small_config, synthetic_batch  # noqa: F401
+
+
+def one_device_mesh():
+  return parallel.make_mesh(ConfigDict(dict(data=1, fsdp=1)), devices=jax.devices()[:1])
+
+
+@pytest.fixture(scope="module")
+def trainer():
+  return train.Trainer(small_config(), one_device_mesh(), VOCAB)
+
+
+@pytest.fixture(scope="module")
+def states(trainer):
+  """Two different states, built once: initialising compiles for seconds."""
+  first = trainer.init_state(0)
+  return first, jax.tree.map(lambda x: x + 1, first)
+
+
+def float_batch(seed, nan=False):
+  """synthetic_batch with float32 pixels (the model takes them as it takes uint8), so that a
+  batch can hold NaN without another compiled program."""
+  batch = synthetic_batch(seed)
+  batch["image"] = batch["image"].astype(np.float32)
+  if nan:
+    batch["image"][3, 5, 7, 0] = np.nan
+  return batch
+
+
+def test_nonfinite_step_is_skipped_and_the_next_one_trains(trainer, states):
+  state = jax.tree.map(jnp.copy, states[0])  # The step donates its input.
+  with jax.set_mesh(trainer.mesh):
+    def step(i, nan=False):
+      new, metrics = trainer.train_step(
+          state, pipeline.to_global(float_batch(i, nan), trainer.batch_sharding))
+      return new, jax.device_get(metrics)
+
+    state, metrics = step(0)
+    assert metrics["nonfinite"] == 0.0 and np.isfinite(metrics["loss"])
+    before = jax.device_get(state)  # The step donates its input state.
+    state, metrics = step(1, nan=True)
+    assert metrics["nonfinite"] == 1.0
+    assert metrics["loss"] == 0.0 and metrics["grad_norm"] == 0.0  # zeros, not NaN
+    after = jax.device_get(state)
+    assert int(after["step"]) == int(before["step"]) + 1  # the counter still advances
+    for part in ("params", "opt_state", "rest", "rng"):
+      for a, b in zip(jax.tree.leaves(before[part]), jax.tree.leaves(after[part]), strict=True):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes(), part  # bit for bit
+    state, metrics = step(2)
+    assert metrics["nonfinite"] == 0.0 and np.isfinite(metrics["loss"])
+    trained = jax.device_get(state)["params"]
+    assert any(not np.array_equal(a, b)
+               for a, b in zip(jax.tree.leaves(after["params"]), jax.tree.leaves(trained)))
+    assert all(np.isfinite(a).all() for a in jax.tree.leaves(trained))
+
+
+def test_guard_stops_after_consecutive_nonfinite_steps():
+  guard = train._NonfiniteGuard(3)
+  for step, flag in enumerate([1, 1, 0, 1, 1], 1):  # a finite step resets the count
+    guard.observe(step, np.float32(flag))
+  with pytest.raises(train.TrainingError, match=r"last 3 steps \(up to step 6\)"):
+    guard.observe(6, np.float32(1))
+  never = train._NonfiniteGuard(0)
+  for step in range(100):
+    never.observe(step, np.float32(1))
+
+
+def test_interval_means_leave_out_skipped_steps():
+  means = train._interval_means({"loss": np.float32(6.0), "nonfinite": np.float32(1.0)}, 4)
+  assert means == {"loss": 2.0, "nonfinite_steps": 1}
+  assert train._interval_means({"loss": np.float32(0.0), "nonfinite": np.float32(2.0)}, 2) == {
+      "nonfinite_steps": 2}
+
+
+def stderr_lines(path):
+  with open(path) as f:
+    return f.read().splitlines()
+
+
+def step_of(lines, phrase):
+  """The step number right after `phrase` in the first line that has it; None if none does."""
+  line = next((l for l in lines if phrase in l), None)
+  return None if line is None else int(line.split(phrase)[1].split()[0].rstrip(":"))
+
+
+def start_and_signal(cmd, log, ready, sig):
+  """Starts `cmd` with stderr to `log`, sends `sig` once ready(stderr lines) holds; returns
+  (exit code, seconds from the signal to the exit, stderr lines)."""
+  with open(log, "w") as err:
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=err,
+                            start_new_session=True)
+  try:
+    deadline = time.time() + 300
+    while not ready(stderr_lines(log)):
+      assert proc.poll() is None, "\n".join(stderr_lines(log)[-30:])
+      assert time.time() < deadline, "the run did not get going"
+      time.sleep(0.2)
+    signalled = time.time()
+    proc.send_signal(sig)
+    code = proc.wait(timeout=60)
+    return code, time.time() - signalled, stderr_lines(log)
+  finally:
+    if proc.poll() is None:
+      os.killpg(proc.pid, signal.SIGKILL)
+      proc.wait()
+
+
+@pytest.mark.slow
+def test_preempted_run_saves_its_step_exits_cleanly_and_resumes(tmp_path, tiny_data_dir):
+  workdir = str(tmp_path / "run")
+  ckpts = os.path.join(workdir, "checkpoints")
+  # Only the preemption saves: the periodic checkpoint comes far later.
+  cmd = command(workdir, tiny_data_dir, "--config.checkpoint_every=5000",
+                "--config.log_every=2", steps=10000)
+  metrics_file = os.path.join(workdir, train.TRAIN_METRICS)
+
+  code, seconds, lines = start_and_signal(
+      cmd, str(tmp_path / "first.log"), lambda _: os.path.exists(metrics_file), signal.SIGTERM)
+  assert code == 0, "\n".join(lines[-30:])
+  assert seconds < 30, seconds
+  stopped = step_of(lines, "Preempted at step ")
+  assert stopped is not None and stopped >= 2, lines[-30:]
+  assert [int(s) for s in os.listdir(ckpts) if s.isdigit()] == [stopped]
+
+  # The restart resumes there; Ctrl-C (SIGINT) stops it the same way, later.
+  code, _, lines = start_and_signal(
+      cmd, str(tmp_path / "second.log"),
+      lambda lines: step_of(lines, "Resumed from checkpoint step ") is not None,
+      signal.SIGINT)
+  assert code == 0, "\n".join(lines[-30:])
+  assert step_of(lines, "Resumed from checkpoint step ") == stopped
+  again = step_of(lines, "Preempted at step ")
+  assert again is not None and again > stopped
+  assert max(int(s) for s in os.listdir(ckpts) if s.isdigit()) == again
+
+
+@pytest.mark.slow
+def test_persistently_nonfinite_run_stops_with_one_error_and_keeps_good_checkpoints(
+    tmp_path, tiny_data_dir):
+  workdir = str(tmp_path / "run")
+  # An infinite logit scale makes every step's loss non-finite; every update is skipped.
+  result = subprocess.run(
+      command(workdir, tiny_data_dir, "--config.model.logit_scale_init=inf",
+              "--config.max_nonfinite_steps=5", "--config.checkpoint_every=2"),
+      env=env(), capture_output=True, text=True, timeout=600)
+  assert result.returncode == 1, result.stderr[-3000:]
+  errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and "last 5 steps (up to step 5)" in errors[0], result.stderr[-3000:]
+  steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
+  assert steps == [2, 4]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_damaged_newest_checkpoint_falls_back_to_the_one_before(trainer, states, tmp_path,
+                                                               damage, caplog):
+  first, second = states
+  ckpt = checkpoint.Checkpointer(str(tmp_path), every=1, keep=3)
+  assert ckpt.maybe_save(1, first, {"next": 1}) and ckpt.maybe_save(2, second, {"next": 2})
+  ckpt.wait()
+  ckpt.close()
+  newest = os.path.join(str(tmp_path), "checkpoints", "2")
+  files = [os.path.join(d, f) for d, _, names in os.walk(newest) for f in names]
+  largest = max(files, key=os.path.getsize)
+  if damage == "truncate":
+    os.truncate(largest, os.path.getsize(largest) // 2)
+  else:
+    os.remove(largest)
+
+  ckpt = checkpoint.Checkpointer(str(tmp_path), every=1, keep=3)
+  with caplog.at_level("WARNING"):
+    restored, data = ckpt.restore(trainer.abstract_state)
+  assert data == {"next": 1}
+  for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(restored), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert any(f"Checkpoint {newest} cannot be restored" in w for w in warnings), warnings
+  # Training on from step 1 saves step 2 again, in place of the damaged one.
+  assert ckpt.maybe_save(2, second, {"next": 2})
+  ckpt.wait()
+  assert ckpt.restore(trainer.abstract_state)[1] == {"next": 2}
+  ckpt.close()
+
+
+def test_no_readable_checkpoint_means_a_fresh_start(trainer, states, tmp_path, caplog):
+  ckpt = checkpoint.Checkpointer(str(tmp_path), every=1, keep=3)
+  assert ckpt.maybe_save(1, states[0], {"next": 1})
+  ckpt.wait()
+  ckpt.close()
+  step_dir = os.path.join(str(tmp_path), "checkpoints", "1")
+  for d, _, names in os.walk(step_dir):
+    for name in names:
+      if os.path.getsize(os.path.join(d, name)) > 1000:
+        os.truncate(os.path.join(d, name), 10)
+  ckpt = checkpoint.Checkpointer(str(tmp_path), every=1, keep=3)
+  with caplog.at_level("WARNING"):
+    assert ckpt.restore(trainer.abstract_state) is None
+  assert any("starting from scratch" in r.getMessage() for r in caplog.records)
+  ckpt.close()
