@@ -10,9 +10,13 @@ later (truncated, deleted) is skipped with a warning on restore, for the next ol
 from __future__ import annotations
 
 import os
+import shutil
 
+import jax
 import orbax.checkpoint as ocp
 from absl import logging
+
+from lang_image.config import ConfigError
 
 
 class Checkpointer:
@@ -20,6 +24,7 @@ class Checkpointer:
   def __init__(self, workdir: str, every: int, keep: int):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     self.every = every
+    self.keep = keep
     self._unreadable = set()  # Steps that failed to restore; a new save replaces them.
     self._manager = ocp.CheckpointManager(
         self.directory,
@@ -29,6 +34,18 @@ class Checkpointer:
             create=True,
         ),
     )
+
+  def check_space(self, abstract_state) -> None:
+    """Raises ConfigError if the disk cannot hold the checkpoints this run will keep (plus
+    the one being written), so that a full disk is found before training, not hours in."""
+    size = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract_state))
+    count = max(1, self.keep + 1 - len(self._manager.all_steps()))
+    need, free = count * size, shutil.disk_usage(self.directory).free
+    if free < need:
+      raise ConfigError(
+          f"the disk of {self.directory} has {_size(free)} free but this run's checkpoints "
+          f"need about {_size(need)} ({count} x {_size(size)}); free some space, lower "
+          "config.keep_checkpoints or choose another --workdir.")
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -94,3 +111,7 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _size(n: int) -> str:
+  return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"

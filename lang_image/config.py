@@ -123,6 +123,10 @@ def validate(config, workdir: str | None, device_count: int | None = None) -> No
                       f"{list(LOSS_IMPLS)}.")
   if config.total_steps <= 0:
     raise ConfigError(f"config.total_steps must be positive, got {config.total_steps}.")
+  for name, least in (("log_every", 1), ("checkpoint_every", 0), ("keep_checkpoints", 1),
+                      ("eval_every", 0), ("max_nonfinite_steps", 0)):
+    if int(config.get(name, least)) < least:
+      raise ConfigError(f"config.{name} must be at least {least}, got {config[name]}.")
   if not (math.isfinite(config.optim.lr) and config.optim.lr > 0):
     raise ConfigError(f"config.optim.lr must be a positive finite number, got {config.optim.lr}.")
   objectives.check_config(config.objectives)

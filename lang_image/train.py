@@ -218,6 +218,7 @@ def _run(config, workdir: str, stop: "_StopSignals") -> dict:
   dataset = pipeline.open_for(config)
   trainer = Trainer(config, mesh, dataset.tokenizer.vocab_size)
   ckpt = checkpoint.Checkpointer(workdir, config.checkpoint_every, config.keep_checkpoints)
+  ckpt.check_space(trainer.abstract_state)
   restored = ckpt.restore(trainer.abstract_state)
   if restored is None:
     state, data_state = trainer.init_state(config.seed), None

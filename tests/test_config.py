@@ -39,6 +39,9 @@ def test_valid_default_config_passes(tmp_path):
     (lambda c: c.objectives.clip.update(weight=float("nan")), 1, "finite number"),
     (lambda c: c.optim.update(lr=-1.0), 1, "positive finite"),
     (lambda c: c.data.update(data_dir="/no/such/dir"), 1, "does not exist"),
+    (lambda c: setattr(c, "max_nonfinite_steps", -1), 1, "max_nonfinite_steps must be at least 0"),
+    (lambda c: setattr(c, "log_every", 0), 1, "log_every must be at least 1"),
+    (lambda c: setattr(c, "keep_checkpoints", 0), 1, "keep_checkpoints must be at least 1"),
 ])
 def test_bad_configs_fail_with_one_sentence(tmp_path, edit, devices, message):
   c = clip_config.get_config()

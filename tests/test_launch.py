@@ -317,3 +317,61 @@ def test_two_processes_match_one_process_with_the_same_devices(two_process_run, 
                   jax.tree.leaves(two_process_run["state"]["params"])):
     np.testing.assert_allclose(b, a, rtol=0, atol=2e-6)
 
+
+
+def free_port():
+  import socket
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_preempting_one_of_two_processes_stops_both_at_one_step_with_one_checkpoint(
+    tmp_path, tiny_data_dir):
+  import signal
+  import time
+  workdir, port = str(tmp_path / "run"), free_port()
+  args = main_args(workdir, tiny_data_dir, zero_shot=False)
+  args[0] = args[0].replace(f"steps={STEPS}", "steps=100000")
+  args += ["--config.checkpoint_every=100000"]
+  procs, logs = [], [str(tmp_path / f"process_{i}.log") for i in range(2)]
+  for i in range(2):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
+               XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               LANG_IMAGE_COORDINATOR=f"127.0.0.1:{port}", LANG_IMAGE_NUM_PROCESSES="2",
+               LANG_IMAGE_PROCESS_ID=str(i), JAX_ENABLE_COMPILATION_CACHE="false")
+    with open(logs[i], "w") as log:
+      procs.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *args],
+                                    env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, cwd=ROOT))
+  try:
+    metrics = os.path.join(workdir, "train_metrics.jsonl")
+    deadline = time.time() + 300
+    while not (os.path.exists(metrics) and os.path.getsize(metrics) > 0):
+      assert all(p.poll() is None for p in procs), open(logs[0]).read()[-3000:]
+      assert time.time() < deadline, "the run did not get going"
+      time.sleep(0.2)
+    signalled = time.time()
+    procs[1].send_signal(signal.SIGTERM)  # Only process 1 is preempted.
+    codes = [p.wait(timeout=120) for p in procs]
+    seconds = time.time() - signalled
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+  texts = [open(path).read() for path in logs]
+  assert codes == [0, 0], texts[0][-3000:] + texts[1][-3000:]
+  assert seconds < 60, seconds
+  assert "SIGTERM received" in texts[1]
+  line = next(l for l in texts[0].splitlines() if "Preempted at step " in l)
+  stopped = int(line.split("Preempted at step ")[1].split(":")[0])
+  # Both processes saved the same step: one complete checkpoint, of that step.
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [str(stopped)]
+  assert int(saved_state(workdir, stopped)["step"]) == stopped
+  with open(os.path.join(workdir, "checkpoints", str(stopped), "data", "metadata")) as f:
+    position = json.load(f)
+  # The data position too: each process has read its 8 rows of every batch up to that step.
+  assert position["next_batch"] == stopped
+  assert [p["next_record"] for p in position["processes"]] == [8 * stopped, 8 * stopped]

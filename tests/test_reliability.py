@@ -1,7 +1,10 @@
 """Runs that meet trouble: non-finite steps are skipped (and stop the run if they persist),
 preemption saves and exits cleanly, a torn checkpoint falls back to the one before."""
 
+import json
 import os
+import random
+import shutil
 import signal
 import subprocess
 import time
@@ -9,11 +12,14 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from ml_collections import ConfigDict
 
 from cli_runs import env, train_command as command
+from configs import clip as clip_config
 from lang_image import checkpoint, parallel, train
+from lang_image.config import ConfigError
 from lang_image.data import pipeline
 from test_train import VOCAB, pico_towers, small_config, synthetic_batch  # noqa: F401
 
@@ -213,3 +219,131 @@ def test_no_readable_checkpoint_means_a_fresh_start(trainer, states, tmp_path, c
     assert ckpt.restore(trainer.abstract_state) is None
   assert any("starting from scratch" in r.getMessage() for r in caplog.records)
   ckpt.close()
+
+
+def checkpoint_steps(ckpts):
+  """Steps of the complete checkpoints (Orbax renames a checkpoint into place when done)."""
+  return sorted(int(s) for s in os.listdir(ckpts) if s.isdigit()) if os.path.isdir(ckpts) else []
+
+
+def saving_now(ckpts):
+  """Names of checkpoints being written (Orbax's temporary directories)."""
+  try:
+    return [s for s in os.listdir(ckpts) if "tmp" in s]
+  except FileNotFoundError:
+    return []
+
+
+def logged_step(metrics_file):
+  """The newest step in train_metrics.jsonl (log_every=1), 0 before the first."""
+  try:
+    with open(metrics_file) as f:
+      lines = f.read().splitlines()
+  except FileNotFoundError:
+    return 0
+  return max((json.loads(l)["step"] for l in lines if l.endswith("}")), default=0)
+
+
+def final_state(workdir, step):
+  restored = ocp.StandardCheckpointer().restore(
+      os.path.join(workdir, "checkpoints", str(step), "state"))
+  with open(os.path.join(workdir, "checkpoints", str(step), "data", "metadata")) as f:
+    return jax.tree.map(np.asarray, restored), json.load(f)
+
+
+@pytest.mark.slow
+def test_run_killed_at_five_random_moments_ends_bitwise_equal_to_an_uninterrupted_one(
+    tmp_path, tiny_data_dir):
+  steps = 40
+  extra = ["--config.checkpoint_every=4", "--config.keep_checkpoints=2", "--config.log_every=1",
+           "--config.eval.zero_shot=False", "--config.eval.retrieval=False",
+           "--config.eval.linear_probe=False", "--config.eval.knn=False",
+           "--config.eval.pictures=False"]
+
+  def cmd(workdir):
+    return command(workdir, tiny_data_dir, *extra, steps=steps)
+
+  reference = str(tmp_path / "reference")
+  done = subprocess.run(cmd(reference), env=env(), capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+
+  workdir = str(tmp_path / "chaos")
+  ckpts = os.path.join(workdir, "checkpoints")
+  metrics_file = os.path.join(workdir, train.TRAIN_METRICS)
+  rng = random.Random(20261123)
+  moments = ["starting", "saving", "training", "training", "training"]
+  rng.shuffle(moments)
+  history = []  # (moment, step logged at the kill, complete checkpoints, resumed step)
+  for moment in moments + ["finish"]:
+    log = str(tmp_path / f"run{len(history)}.log")
+    before, complete = logged_step(metrics_file), checkpoint_steps(ckpts)
+    with open(log, "w") as err:
+      proc = subprocess.Popen(cmd(workdir), env=env(), stdout=subprocess.DEVNULL, stderr=err,
+                              start_new_session=True)
+    try:
+      if moment == "finish":
+        assert proc.wait(timeout=600) == 0, "\n".join(stderr_lines(log)[-30:])
+      else:
+        deadline = time.time() + 300
+        if moment == "starting":  # Importing, restoring or compiling: before any new step.
+          wait = rng.uniform(2.0, 8.0)
+          ready = lambda: time.time() - started > wait and logged_step(metrics_file) == before
+        elif moment == "saving":  # An Orbax temporary directory is there: mid-save.
+          ready = lambda: bool(saving_now(ckpts))
+        else:  # Some random time into training.
+          wait, seen = rng.uniform(0.0, 2.5), []
+          def ready():
+            if not seen and logged_step(metrics_file) > before:
+              seen.append(time.time())
+            return bool(seen) and time.time() - seen[0] > wait
+        started = time.time()
+        while not ready():
+          assert proc.poll() is None, (f"the run ended before the '{moment}' kill:\n"
+                                       + "\n".join(stderr_lines(log)[-30:]))
+          assert time.time() < deadline, f"no '{moment}' moment came"
+          time.sleep(0.0005 if moment == "saving" else 0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if moment == "saving":
+          assert saving_now(ckpts), "the kill came after the save had finished"
+    finally:
+      if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    lines = stderr_lines(log)
+    resumed = step_of(lines, "Resumed from checkpoint step ")
+    fresh = any("starting from scratch" in l for l in lines)
+    history.append((moment, logged_step(metrics_file), checkpoint_steps(ckpts), resumed))
+    if moment != "starting":  # The run got past its restore (a 'starting' kill may not).
+      # From the newest complete checkpoint the kills before left, or from scratch if none.
+      assert (resumed, fresh) == ((complete[-1], False) if complete else (None, True)), history
+
+  assert history[-1][2][-1] == steps, history
+  assert sum(m == "training" for m, *_ in history) == 3
+  assert any(h[1] > 0 for h in history[:-1]), history  # Kills landed mid-run, not only before.
+  got, got_data = final_state(workdir, steps)
+  want, want_data = final_state(reference, steps)
+  assert got_data == want_data
+  assert jax.tree.structure(got) == jax.tree.structure(want)
+  for path, a, b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(got),
+                        jax.tree.leaves(want)):
+    assert a.dtype == b.dtype and a.shape == b.shape, path[0]
+    assert a.tobytes() == b.tobytes(), (jax.tree_util.keystr(path[0]), history)
+
+
+def test_a_disk_too_full_for_the_checkpoints_fails_before_training(tmp_path, tiny_data_dir,
+                                                                   monkeypatch):
+  config = clip_config.get_config("steps=10,batch=64")
+  config.data.update(data_dir=tiny_data_dir, variant="tiny")
+  config.keep_checkpoints = 2
+  usage = shutil.disk_usage(str(tmp_path))
+  monkeypatch.setattr(checkpoint.shutil, "disk_usage",
+                      lambda path: usage._replace(free=5 * 2**20))
+  compiled = []
+  monkeypatch.setattr(train.Trainer, "init_state", lambda *a: compiled.append(a))
+  with pytest.raises(ConfigError) as info:
+    train.run(config, str(tmp_path / "w"))
+  message = str(info.value)
+  assert "has 5.0 MiB free but this run's checkpoints need about" in message, message
+  assert "(3 x " in message and "lower config.keep_checkpoints" in message, message
+  assert not compiled  # Nothing was initialised (compiled) before the check.

@@ -128,7 +128,8 @@ class TfdsSource(Source):
           f" --data_dir={data_dir}" if data_dir else "")
       raise DataError(f"tfds dataset '{self.dataset}' is not prepared in {where} "
                       f"({type(e).__name__}); prepare it once with `{build}` (this needs the "
-                      "network) or give the directory that holds it.") from None
+                      "network) or point --config.data.tfds_data_dir at the directory that "
+                      "holds it.") from None
     info = builder.info
     self._data_dir = builder.data_dir
     paths = feature_paths(info.features)
