@@ -45,7 +45,10 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
       raise ConfigError(f"config argument '{item}' has no '=': write it as key=value, "
                         f"with keys among {sorted(defaults)}.")
     if key not in defaults:
-      raise ConfigError(f"unknown config argument '{key}'; the known ones are "
+      import difflib
+      close = difflib.get_close_matches(key, list(defaults), n=1)
+      hint = f"did you mean '{close[0]}'? " if close else ""
+      raise ConfigError(f"unknown config argument '{key}'; {hint}the known ones are "
                         f"{sorted(defaults)}.")
     values[key] = _convert(key, raw.strip(), defaults[key])
   return values

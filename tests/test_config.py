@@ -17,7 +17,7 @@ def test_arg_string_scales_the_config():
 
 
 def test_unknown_arg_lists_known_ones():
-  with pytest.raises(ConfigError, match="unknown config argument 'modle'.*'model'"):
+  with pytest.raises(ConfigError, match="unknown config argument 'modle'; did you mean 'model'"):
     clip_config.get_config("modle=B/16")
   with pytest.raises(ConfigError, match="not a valid int"):
     clip_config.get_config("batch=many")
