@@ -47,6 +47,7 @@ def test_training_run_learns_evaluates_and_checkpoints(trained_run):
   assert os.path.getsize(os.path.join(workdir, "pictures", "training_curves.png")) > 5_000
 
 
+@pytest.mark.slow  # The chaos test in test_reliability.py kills and resumes too.
 def test_killed_run_resumes_from_last_checkpoint(tmp_path, tiny_data_dir):
   workdir = str(tmp_path / "run")
   cmd = command(workdir, tiny_data_dir, "--config.checkpoint_every=10",

@@ -86,7 +86,8 @@ def single_device_run(name):
   return _SINGLE_DEVICE[name]
 
 
-@pytest.mark.parametrize("mesh_shape", [(8, 1), (2, 4)])
+# (2, 4) uses both axes and runs in the fast suite; (8, 1) in the slow step.
+@pytest.mark.parametrize("mesh_shape", [pytest.param((8, 1), marks=pytest.mark.slow), (2, 4)])
 @pytest.mark.parametrize("name", list(OBJECTIVES))
 def test_sharded_loss_and_grads_equal_single_device(name, mesh_shape):
   """Global-batch semantics: CLIP-Lite's roll and shuffle cross device boundaries, nCLIP's
