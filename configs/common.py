@@ -91,6 +91,11 @@ def base(args) -> ml_collections.ConfigDict:
       # Compute dtype: 'bfloat16' runs matmuls and the residual stream in bf16 while
       # parameters, optimizer state, norms' statistics and losses stay float32.
       dtype="float32",
+      # How the towers' matmuls run (layers.MATMUL_PRECISIONS): 'default' in `dtype`;
+      # 'bf16_f32acc' takes bfloat16 inputs and accumulates and returns float32, forward
+      # and backward, with everything elementwise in `dtype` (benchmarks/RESULTS.md,
+      # "Training step": about 2x the float32 step rate on an AVX512-BF16 CPU).
+      matmul_precision="default",
       # Per-block rematerialisation: none | full | dots | dots_no_batch (layers.py).
       remat="none",
       logit_scale_init=math.log(1 / 0.07),
@@ -158,7 +163,7 @@ def base(args) -> ml_collections.ConfigDict:
   # A step with a non-finite loss or gradient norm leaves the state as it was (its update is
   # skipped); this many in a row stop the run with an error (0: never stop).
   c.max_nonfinite_steps = 20
-  c.checkpoint_every = 200
+  c.checkpoint_every = 200  # 0: only at the end and on preemption.
   c.keep_checkpoints = 3
   c.eval_every = 0  # 0: evaluate only at the end.
   c.eval = ml_collections.ConfigDict(dict(

@@ -142,6 +142,9 @@ def validate(config, workdir: str | None, device_count: int | None = None) -> No
   if config.model.dtype not in two_tower.DTYPES:
     raise ConfigError(f"unknown config.model.dtype {config.model.dtype!r}; use one of "
                       f"{list(two_tower.DTYPES)}.")
+  if config.model.get("matmul_precision", "default") not in layers.MATMUL_PRECISIONS:
+    raise ConfigError(f"unknown config.model.matmul_precision {config.model.matmul_precision!r}; "
+                      f"use one of {list(layers.MATMUL_PRECISIONS)}.")
   if config.model.get("remat", "none") not in layers.REMAT_POLICIES:
     raise ConfigError(f"unknown config.model.remat {config.model.remat!r}; use one of "
                       f"{list(layers.REMAT_POLICIES)}.")

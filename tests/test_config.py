@@ -41,6 +41,8 @@ def test_valid_default_config_passes(tmp_path):
     (lambda c: c.data.update(data_dir="/no/such/dir"), 1, "does not exist"),
     (lambda c: setattr(c, "max_nonfinite_steps", -1), 1, "max_nonfinite_steps must be at least 0"),
     (lambda c: setattr(c, "log_every", 0), 1, "log_every must be at least 1"),
+    (lambda c: c.model.update(matmul_precision="int8"), 1,
+     "unknown config.model.matmul_precision 'int8'; use one of"),
     (lambda c: setattr(c, "keep_checkpoints", 0), 1, "keep_checkpoints must be at least 1"),
 ])
 def test_bad_configs_fail_with_one_sentence(tmp_path, edit, devices, message):

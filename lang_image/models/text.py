@@ -39,7 +39,8 @@ class TextTransformer(nnx.Module):
                pool: str = "eot", pad_id: int = 0, dtype=jnp.float32, *,
                causal: bool = True, param_dtype=jnp.float32,
                act: str = "gelu", attn_impl: str | None = None,
-               eos_id: int | None = None, remat: str = "none", rngs: nnx.Rngs):
+               eos_id: int | None = None, remat: str = "none",
+               matmul_precision: str = "default", rngs: nnx.Rngs):
     if pool not in POOLS:
       raise ValueError(f"Unknown text pool {pool!r}; known: {', '.join(POOLS)}.")
     if pool == "eos" and eos_id is None:
@@ -53,6 +54,7 @@ class TextTransformer(nnx.Module):
     self.eos_id = eos_id
     self.causal = causal
     self.dtype = dtype
+    self.matmul_precision = layers.check_matmul_precision(matmul_precision)
     self.token_embed = nnx.Embed(
         vocab_size, spec.width, dtype=dtype, param_dtype=param_dtype,
         embedding_init=layers.embed_init(0.02), rngs=rngs)
@@ -61,7 +63,8 @@ class TextTransformer(nnx.Module):
         rngs.params(), (max_len, spec.width), param_dtype))
     self.encoder = layers.Encoder(
         spec.width, spec.depth, spec.heads, spec.mlp_dim, dtype=dtype,
-        param_dtype=param_dtype, act=act, attn_impl=attn_impl, remat=remat, rngs=rngs)
+        param_dtype=param_dtype, act=act, attn_impl=attn_impl, remat=remat,
+        matmul_precision=matmul_precision, rngs=rngs)
 
   def token_features(self, tokens: jax.Array) -> jax.Array:
     """Per-token features [B, L, width] after the final LayerNorm."""

@@ -36,10 +36,10 @@ class TwoTower(nnx.Module):
     # Std width**-0.5 keeps the pre-normalisation embedding O(1) whatever
     # the tower width.
     def proj(tower):
-      return nnx.Linear(
-          tower.width, embed_dim, use_bias=False, dtype=tower.dtype,
+      return layers.dense(
+          tower.width, embed_dim, tower.dtype, jnp.float32, rngs, use_bias=False,
           kernel_init=nnx.initializers.normal(tower.width ** -0.5),
-          rngs=rngs)
+          matmul_precision=tower.matmul_precision)
 
     self.image_proj = proj(image)
     self.text_proj = proj(text)
@@ -100,6 +100,9 @@ def build_two_tower(cfg, vocab_size: int, *, rngs: nnx.Rngs) -> TwoTower:
     remat ["none"]          rematerialisation policy of every block, layers.REMAT_POLICIES.
     eos_id [None]           end-of-text id, needed by text_pool "eos".
     ln_eps [1e-5]           epsilon of every LayerNorm (layers.LN_EPS).
+    matmul_precision ["default"]  layers.MATMUL_PRECISIONS: "bf16_f32acc" runs every
+                            tower matmul on bfloat16 inputs with float32 accumulation
+                            and results (layers.py).
   """
   if cfg.dtype not in DTYPES:
     raise ValueError(f"Unknown dtype {cfg.dtype!r}; known: {', '.join(DTYPES)}.")
@@ -107,15 +110,18 @@ def build_two_tower(cfg, vocab_size: int, *, rngs: nnx.Rngs) -> TwoTower:
   act = getattr(cfg, "act", "gelu")
   attn_impl = getattr(cfg, "attn_impl", None)
   remat = getattr(cfg, "remat", "none")
+  matmul_precision = layers.check_matmul_precision(getattr(cfg, "matmul_precision", "default"))
   image = VisionTransformer(
       variants.parse_vit(cfg.image), cfg.image_size, pool=cfg.image_pool,
       dtype=dtype, act=act, pre_norm=getattr(cfg, "image_pre_norm", False),
-      attn_impl=attn_impl, stem=getattr(cfg, "image_stem", "patch"), remat=remat, rngs=rngs)
+      attn_impl=attn_impl, stem=getattr(cfg, "image_stem", "patch"), remat=remat,
+      matmul_precision=matmul_precision, rngs=rngs)
   text = TextTransformer(
       variants.parse_text(cfg.text), vocab_size, cfg.max_len,
       pool=cfg.text_pool, pad_id=getattr(cfg, "pad_id", 0), dtype=dtype,
       causal=getattr(cfg, "text_causal", True), act=act, attn_impl=attn_impl,
-      eos_id=getattr(cfg, "eos_id", None), remat=remat, rngs=rngs)
+      eos_id=getattr(cfg, "eos_id", None), remat=remat, matmul_precision=matmul_precision,
+      rngs=rngs)
   towers = TwoTower(image, text, cfg.embed_dim,
                     logit_scale_init=cfg.logit_scale_init,
                     logit_bias_init=getattr(cfg, "logit_bias_init", None),

@@ -30,19 +30,22 @@ class MAPHead(nnx.Module):
 
   def __init__(self, width: int, heads: int, mlp_dim: int, *, dtype,
                param_dtype=jnp.float32, act: str = "gelu",
-               attn_impl: str | None = None, rngs: nnx.Rngs):
+               attn_impl: str | None = None, matmul_precision: str = "default",
+               rngs: nnx.Rngs):
     self.dtype = dtype
     self.heads = heads
     self.attn_impl = attn_impl
+    self.matmul_precision = matmul_precision
+    mp = dict(matmul_precision=matmul_precision)
     self.probe = nnx.Param(nnx.initializers.xavier_uniform()(
         rngs.params(), (1, 1, width), param_dtype))
-    self.q = layers.dense(width, width, dtype, param_dtype, rngs)
+    self.q = layers.dense(width, width, dtype, param_dtype, rngs, **mp)
     self.kv = layers.dense(width, 2 * width, dtype, param_dtype, rngs,
-                           kernel_init=layers.fused_xavier_uniform(2))
-    self.out = layers.dense(width, width, dtype, param_dtype, rngs)
+                           kernel_init=layers.fused_xavier_uniform(2), **mp)
+    self.out = layers.dense(width, width, dtype, param_dtype, rngs, **mp)
     self.ln = layers.layer_norm(width, rngs, param_dtype)
     self.mlp = layers.Mlp(width, mlp_dim, dtype=dtype,
-                          param_dtype=param_dtype, act=act, rngs=rngs)
+                          param_dtype=param_dtype, act=act, rngs=rngs, **mp)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     b, t, d = x.shape
@@ -50,8 +53,8 @@ class MAPHead(nnx.Module):
     probe = jnp.broadcast_to(self.probe[...].astype(self.dtype), (b, 1, d))
     q = self.q(probe).reshape(b, 1, self.heads, hd)
     kv = layers.apply_2d(self.kv, x).reshape(b, t, 2, self.heads, hd)
-    y = jax.nn.dot_product_attention(q, kv[:, :, 0], kv[:, :, 1],
-                                     implementation=self.attn_impl)
+    y = layers.attention(q, kv[:, :, 0], kv[:, :, 1], implementation=self.attn_impl,
+                         matmul_precision=self.matmul_precision)
     y = self.out(y.reshape(b, 1, d))
     y = y + self.mlp(layers.apply_norm(self.ln, y, self.dtype))
     return y[:, 0]
@@ -70,7 +73,7 @@ class VisionTransformer(nnx.Module):
                dtype=jnp.float32, *, param_dtype=jnp.float32,
                act: str = "gelu", pre_norm: bool = False,
                attn_impl: str | None = None, stem: str = "patch", remat: str = "none",
-               rngs: nnx.Rngs):
+               matmul_precision: str = "default", rngs: nnx.Rngs):
     if pool not in POOLS:
       raise ValueError(f"Unknown image pool {pool!r}; known: {', '.join(POOLS)}.")
     if image_size % spec.patch:
@@ -88,7 +91,9 @@ class VisionTransformer(nnx.Module):
     if stem not in ("patch", "conv"):
       raise ValueError(f"Unknown image stem {stem!r}; known: patch, conv.")
     # 'conv': see conv_stem.py; same token grid, better sample efficiency for small models.
-    self.patch_embed = (layers.dense(p * p * 3, w, dtype, param_dtype, rngs)
+    self.matmul_precision = layers.check_matmul_precision(matmul_precision)
+    self.patch_embed = (layers.dense(p * p * 3, w, dtype, param_dtype, rngs,
+                                     matmul_precision=matmul_precision)
                         if stem == "patch" else None)
     self.conv_stem = (conv_stem.ConvStem(p, w, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
                       if stem == "conv" else None)
@@ -101,10 +106,12 @@ class VisionTransformer(nnx.Module):
     self.ln_pre = layers.layer_norm(w, rngs, param_dtype) if pre_norm else None
     self.encoder = layers.Encoder(
         w, spec.depth, spec.heads, spec.mlp_dim, dtype=dtype,
-        param_dtype=param_dtype, act=act, attn_impl=attn_impl, remat=remat, rngs=rngs)
+        param_dtype=param_dtype, act=act, attn_impl=attn_impl, remat=remat,
+        matmul_precision=matmul_precision, rngs=rngs)
     self.map_head = (MAPHead(w, spec.heads, spec.mlp_dim, dtype=dtype,
                              param_dtype=param_dtype, act=act,
-                             attn_impl=attn_impl, rngs=rngs)
+                             attn_impl=attn_impl, matmul_precision=matmul_precision,
+                             rngs=rngs)
                      if pool == "map" else None)
 
   def _check_resolution(self, images: jax.Array) -> None:
