@@ -9,6 +9,7 @@ later (truncated, deleted) is skipped with a warning on restore, for the next ol
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 
@@ -16,7 +17,7 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from lang_image.config import ConfigError
+from lang_image.config import ConfigError, TrainingError
 
 
 class Checkpointer:
@@ -100,14 +101,42 @@ class Checkpointer:
       return False
     if callable(data_position):
       data_position = data_position()
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        data=ocp.args.JsonSave(data_position),
-    ), force=True)
+    try:
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state),
+          data=ocp.args.JsonSave(data_position),
+      ), force=True)
+    except Exception as e:  # noqa: BLE001 (an earlier async save may fail here too)
+      self._raise_if_disk_full(e)
+      raise
     return True
 
-  def wait(self) -> None:
-    self._manager.wait_until_finished()
+  def wait(self, quiet: bool = False) -> None:
+    """Waits for the saves in flight; `quiet` logs a failure instead of raising it (for a
+    run that is already stopping with an error)."""
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001
+      if not quiet:
+        self._raise_if_disk_full(e)
+        raise
+      logging.warning("A checkpoint save failed: %s", e)
+
+  def _raise_if_disk_full(self, error: BaseException) -> None:
+    """A save that failed for want of space becomes one TrainingError sentence; the newest
+    complete checkpoint is untouched (Orbax renames a checkpoint into place only when
+    complete)."""
+    seen = error
+    while seen is not None:
+      if (isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT)) or (
+          "No space left on device" in str(seen) or "Disk quota exceeded" in str(seen)):
+        steps = [s for s in self._manager.all_steps() if s not in self._unreadable]
+        newest = f"step {max(steps)}" if steps else "none yet"
+        raise TrainingError(
+            f"the disk of {self.directory} is full, so a checkpoint could not be written "
+            f"(newest complete checkpoint: {newest}); free some space or lower "
+            "config.keep_checkpoints, then run the same command to resume.") from None
+      seen = seen.__cause__ or seen.__context__
 
   def close(self) -> None:
     self._manager.close()

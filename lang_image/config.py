@@ -31,6 +31,10 @@ class ConfigError(ValueError):
   """A user-fixable problem with the config or the environment."""
 
 
+class TrainingError(RuntimeError):
+  """Training cannot go on (the loss stays non-finite, the disk is full); one sentence."""
+
+
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   """Parses 'k1=v1,k2=v2' into a ConfigDict typed like `defaults`."""
   values = ml_collections.ConfigDict(defaults)

@@ -27,7 +27,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lang_image import checkpoint, evaluators, objectives, optim, parallel
 from lang_image import pictures, run_config
-from lang_image.config import ConfigError
+from lang_image.config import ConfigError, TrainingError
 from lang_image.data import pipeline, stream as stream_lib
 from lang_image.models.pretrainer import Pretrainer
 
@@ -301,7 +301,7 @@ def _run(config, workdir: str, stop: "_StopSignals") -> dict:
       ckpt.maybe_save(total, state, lambda: stream_lib.gather_state(stream), force=True)
   except TrainingError:
     # Earlier (good) checkpoints finish writing; the bad state is not saved.
-    ckpt.wait()
+    ckpt.wait(quiet=True)
     ckpt.close()
     writer.flush()
     raise
@@ -355,10 +355,6 @@ class _StopSignals:
       return self.requested
     flags = multihost_utils.process_allgather(np.int32(self.requested))
     return bool(np.any(flags))
-
-
-class TrainingError(RuntimeError):
-  """Training cannot go on (e.g. the loss stays non-finite); the message is one sentence."""
 
 
 class _NonfiniteGuard:

@@ -1,6 +1,7 @@
 """Runs that meet trouble: non-finite steps are skipped (and stop the run if they persist),
 preemption saves and exits cleanly, a torn checkpoint falls back to the one before."""
 
+import errno
 import json
 import os
 import random
@@ -347,3 +348,37 @@ def test_a_disk_too_full_for_the_checkpoints_fails_before_training(tmp_path, tin
   assert "has 5.0 MiB free but this run's checkpoints need about" in message, message
   assert "(3 x " in message and "lower config.keep_checkpoints" in message, message
   assert not compiled  # Nothing was initialised (compiled) before the check.
+
+
+def test_a_save_that_fills_the_disk_stops_with_one_sentence(trainer, states, tmp_path,
+                                                             monkeypatch):
+  ckpt = checkpoint.Checkpointer(str(tmp_path), every=1, keep=3)
+  assert ckpt.maybe_save(1, states[0], {"next": 1})
+  ckpt.wait()
+
+  def full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+  monkeypatch.setattr(ckpt._manager, "save", full)
+  with pytest.raises(train.TrainingError) as info:
+    ckpt.maybe_save(2, states[1], {"next": 2})
+  message = str(info.value)
+  assert "is full, so a checkpoint could not be written (newest complete checkpoint: step 1)" \
+      in message and "run the same command to resume" in message, message
+
+  # An asynchronous save's failure surfaces when waiting, wrapped in another error.
+  def failed_write():
+    try:
+      raise OSError(errno.ENOSPC, "No space left on device")
+    except OSError as e:
+      raise RuntimeError("async save failed") from e
+  monkeypatch.setattr(ckpt._manager, "wait_until_finished", failed_write)
+  with pytest.raises(train.TrainingError, match="is full"):
+    ckpt.wait()
+  ckpt.wait(quiet=True)  # A run already stopping logs it instead.
+  # Another failure is not mistaken for a full disk.
+  monkeypatch.setattr(ckpt._manager, "wait_until_finished",
+                      lambda: (_ for _ in ()).throw(RuntimeError("tensorstore broke")))
+  with pytest.raises(RuntimeError, match="tensorstore broke"):
+    ckpt.wait()
+  monkeypatch.undo()
+  ckpt.close()
