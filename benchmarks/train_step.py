@@ -119,7 +119,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lang_image import config as config_lib, parallel  # noqa: E402
+from lang_image import config as config_lib, hlo, parallel  # noqa: E402
 from lang_image.data.tokenizer import EOS_ID  # noqa: E402
 from lang_image.models import variants  # noqa: E402
 from lang_image.train import Trainer  # noqa: E402
@@ -172,26 +172,6 @@ class MatmulPeak:
       jax.block_until_ready(self.fn(self.a, self.b))
       best = min(best, time.perf_counter() - start)
     return self.flops / best
-
-
-def dot_census(hlo_text: str) -> dict:
-  """{"bf16 x bf16 -> f32": count, ...}: the operand and result types of every dot in an
-  optimised HLO module (XLA:CPU turns a dot its libraries cannot take in bf16 into a float32
-  dot on converted operands, which shows here)."""
-  import re
-  counts = {}
-  for computation in re.split(r"\n(?=%|ENTRY)", hlo_text):
-    for line in computation.splitlines():
-      m = re.search(r"= (\w+)\[[\d,]*\]\S* dot\((%[\w.-]+), (%[\w.-]+)\)", line)
-      if not m:
-        continue
-      types = []
-      for name in m.group(2, 3):
-        o = re.search(re.escape(name) + r" = (\w+)\[", computation)
-        types.append(o.group(1) if o else "?")
-      key = f"{types[0]} x {types[1]} -> {m.group(1)}"
-      counts[key] = counts.get(key, 0) + 1
-  return counts
 
 
 # lang_image variants.
@@ -250,7 +230,7 @@ class JaxVariant:
     cost = self.compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     self.xla_flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
-    self.dots = dot_census(self.compiled.as_text())
+    self.dots = hlo.dot_census(self.compiled.as_text())
     mem = self.compiled.memory_analysis()
     self.xla_bytes = None if mem is None else int(
         mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes

@@ -4,7 +4,6 @@ float32."""
 
 import functools
 import math
-import re
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +13,7 @@ import optax
 import pytest
 from flax import nnx
 
+from lang_image import hlo
 from lang_image.models import build_two_tower, layers, variants
 
 VOCAB = 100
@@ -117,20 +117,8 @@ def test_loss_and_gradients_close_to_float32(overrides):
 def compiled_dots(matmul_precision):
   """(lhs dtype, rhs dtype, result dtype, shapes) of every dot in the compiled loss and
   gradient program."""
-  text = run(matmul_precision)[3]
-  dots = []
-  for computation in re.split(r"\n(?=%|ENTRY)", text):
-    for line in computation.splitlines():
-      m = re.search(r"= (\w+)\[([\d,]*)\]\S* dot\((%[\w.-]+), (%[\w.-]+)\)", line)
-      if not m:
-        continue
-      operands = []
-      for name in m.group(3, 4):
-        o = re.search(re.escape(name) + r" = (\w+)\[([\d,]*)\]", computation)
-        operands.append((o.group(1), o.group(2)))
-      dots.append((operands[0][0], operands[1][0], m.group(1),
-                   (operands[0][1], operands[1][1], m.group(2))))
-  return dots
+  return [(d.lhs, d.rhs, d.result, (d.lhs_shape, d.rhs_shape, d.result_shape))
+          for d in hlo.dots(run(matmul_precision)[3])]
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks XLA:CPU's program")
