@@ -319,11 +319,13 @@ def test_two_processes_match_one_process_with_the_same_devices(two_process_run, 
 
 
 
-def free_port():
-  import socket
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
+def launcher_module():
+  """launch/local.py as a module (its free_port and per-process environment)."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("launch_local", os.path.join(LAUNCH, "local.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 @pytest.mark.slow
@@ -331,16 +333,14 @@ def test_preempting_one_of_two_processes_stops_both_at_one_step_with_one_checkpo
     tmp_path, tiny_data_dir):
   import signal
   import time
-  workdir, port = str(tmp_path / "run"), free_port()
+  local = launcher_module()
+  workdir, port = str(tmp_path / "run"), local.free_port()
   args = main_args(workdir, tiny_data_dir, zero_shot=False)
   args[0] = args[0].replace(f"steps={STEPS}", "steps=100000")
   args += ["--config.checkpoint_every=100000"]
   procs, logs = [], [str(tmp_path / f"process_{i}.log") for i in range(2)]
   for i in range(2):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
-               XLA_FLAGS="--xla_force_host_platform_device_count=2",
-               LANG_IMAGE_COORDINATOR=f"127.0.0.1:{port}", LANG_IMAGE_NUM_PROCESSES="2",
-               LANG_IMAGE_PROCESS_ID=str(i), JAX_ENABLE_COMPILATION_CACHE="false")
+    env = dict(os.environ, PYTHONPATH=ROOT, **local.process_env(os.environ, i, 2, 2, port))
     with open(logs[i], "w") as log:
       procs.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *args],
                                     env=env, stdout=log, stderr=subprocess.STDOUT,
