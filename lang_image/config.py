@@ -49,13 +49,17 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
       raise ConfigError(f"config argument '{item}' has no '=': write it as key=value, "
                         f"with keys among {sorted(defaults)}.")
     if key not in defaults:
-      import difflib
-      close = difflib.get_close_matches(key, list(defaults), n=1)
-      hint = f"did you mean '{close[0]}'? " if close else ""
-      raise ConfigError(f"unknown config argument '{key}'; {hint}the known ones are "
-                        f"{sorted(defaults)}.")
+      raise ConfigError(f"unknown config argument '{key}'; {_did_you_mean(key, defaults)}"
+                        f"the known ones are {sorted(defaults)}.")
     values[key] = _convert(key, raw.strip(), defaults[key])
   return values
+
+
+def _did_you_mean(name: str, known) -> str:
+  """A "did you mean 'x'? " hint naming the known name closest to `name`, or ""."""
+  import difflib
+  close = difflib.get_close_matches(name, list(known), n=1)
+  return f"did you mean '{close[0]}'? " if close else ""
 
 
 def _convert(key, raw, default):
@@ -218,16 +222,14 @@ def load_config_file(spec: str):
 
 def explain_override(config, override: str) -> str | None:
   """One sentence for a bad `--config.a.b=value`, or None if the field exists."""
-  import difflib
   name, _, value = override.partition("=")
   node, walked = config, []
   for part in name.split("."):
     if not hasattr(node, "keys") or part not in node.keys():
       known = sorted(node.keys()) if hasattr(node, "keys") else []
       where = "config." + ".".join(walked) if walked else "the config"
-      close = difflib.get_close_matches(part, known, n=1)
-      hint = f"did you mean '{close[0]}'? " if close else ""
-      return (f"--config.{name} names no field: {where} has no '{part}'; {hint}"
+      return (f"--config.{name} names no field: {where} has no '{part}'; "
+              f"{_did_you_mean(part, known)}"
               f"its fields are {known}.")
     node, walked = node[part], walked + [part]
   if hasattr(node, "keys") or isinstance(node, str) or node is None:
