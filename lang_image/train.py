@@ -11,22 +11,18 @@ from __future__ import annotations
 import functools
 import json
 import os
-import signal
-import threading
 import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
 from flax import nnx
-from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lang_image import checkpoint, evaluators, objectives, optim, parallel
-from lang_image import pictures, run_config
+from lang_image import pictures, run_config, stopping
 from lang_image.config import ConfigError, TrainingError
 from lang_image.data import pipeline, stream as stream_lib
 from lang_image.models.pretrainer import Pretrainer
@@ -120,7 +116,7 @@ class Trainer:
 
     Exact up to float summation order; costs one extra tower forward pass per step.
     """
-    params, rest, k = state["params"], state["rest"], self.microbatches
+    params, rest = state["params"], state["rest"]
 
     def per_sample_outputs(params, micro):
       outputs = self._merge(params, rest)(micro["image"], micro["text"])
@@ -209,11 +205,11 @@ def run(config, workdir: str) -> dict:
   a checkpoint of that step; it then returns {} (no final evaluation). A second signal goes
   to the handler in place before the run.
   """
-  with _StopSignals() as stop:
+  with stopping.StopSignals() as stop:
     return _run(config, workdir, stop)
 
 
-def _run(config, workdir: str, stop: "_StopSignals") -> dict:
+def _run(config, workdir: str, stop: stopping.StopSignals) -> dict:
   mesh = parallel.make_mesh(config.mesh)
   dataset = pipeline.open_for(config)
   trainer = Trainer(config, mesh, dataset.tokenizer.vocab_size)
@@ -251,7 +247,7 @@ def _run(config, workdir: str, stop: "_StopSignals") -> dict:
     return metrics
 
   total = config.total_steps
-  guard = _NonfiniteGuard(config.get("max_nonfinite_steps", 20))
+  guard = stopping.NonfiniteGuard(config.get("max_nonfinite_steps", 20))
   summed, count = None, 0
   # The newest step's `nonfinite` flag, still on the device. It is read one step late: by
   # then the next step is already queued behind it, so the read never leaves the device
@@ -313,69 +309,6 @@ def _run(config, workdir: str, stop: "_StopSignals") -> dict:
       pictures.write_run(workdir, total, evaluator, writer, read_train_metrics(workdir))
   writer.flush()
   return eval_metrics
-
-
-class _StopSignals:
-  """Within `with`: SIGTERM and SIGINT set `requested` (handlers can only be installed from
-  the main thread; elsewhere nothing is installed). The first signal puts the previous
-  handlers back, so a second one acts as it would have without the run; so does leaving."""
-
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-  def __init__(self):
-    self.requested = False
-    self._previous = {}
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in self.SIGNALS:
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def __exit__(self, *exc_info):
-    self._restore()
-
-  def _handle(self, signum, frame):
-    del frame
-    self.requested = True
-    self._restore()
-    logging.warning("%s received: stopping after this step with a checkpoint.",
-                    signal.Signals(signum).name)
-
-  def _restore(self):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-    self._previous = {}
-
-  def agreed(self) -> bool:
-    """Whether to stop now. With several processes, whether any of them was signalled: a
-    small all-gather that every process makes after every step, so that all stop (and save)
-    at the same step. It waits for the step to finish, which costs only the dispatch gap."""
-    if jax.process_count() == 1:
-      return self.requested
-    flags = multihost_utils.process_allgather(np.int32(self.requested))
-    return bool(np.any(flags))
-
-
-class _NonfiniteGuard:
-  """Counts consecutive skipped (non-finite) steps on the host; raises TrainingError after
-  `limit` of them in a row (0: never)."""
-
-  def __init__(self, limit: int):
-    self.limit, self.consecutive = int(limit), 0
-
-  def observe(self, step: int, flag) -> None:
-    if not float(flag):
-      self.consecutive = 0
-      return
-    self.consecutive += 1
-    logging.warning("Step %d: non-finite loss or gradient norm; its update was skipped.", step)
-    if self.limit and self.consecutive >= self.limit:
-      raise TrainingError(
-          f"the last {self.consecutive} steps (up to step {step}) all had a non-finite loss "
-          "or gradient norm, so training stopped without saving them; the newest checkpoint "
-          "holds the last good state. Lower config.optim.lr, check the data, or raise "
-          "config.max_nonfinite_steps (0 never stops).")
 
 
 def _interval_means(summed: dict, count: int) -> dict:

@@ -19,7 +19,7 @@ from ml_collections import ConfigDict
 
 from cli_runs import env, train_command as command
 from configs import clip as clip_config
-from lang_image import checkpoint, parallel, train
+from lang_image import checkpoint, parallel, stopping, train
 from lang_image.config import ConfigError
 from lang_image.data import pipeline
 from test_train import VOCAB, pico_towers, small_config, synthetic_batch  # noqa: F401
@@ -79,12 +79,12 @@ def test_nonfinite_step_is_skipped_and_the_next_one_trains(trainer, states):
 
 
 def test_guard_stops_after_consecutive_nonfinite_steps():
-  guard = train._NonfiniteGuard(3)
+  guard = stopping.NonfiniteGuard(3)
   for step, flag in enumerate([1, 1, 0, 1, 1], 1):  # a finite step resets the count
     guard.observe(step, np.float32(flag))
   with pytest.raises(train.TrainingError, match=r"last 3 steps \(up to step 6\)"):
     guard.observe(6, np.float32(1))
-  never = train._NonfiniteGuard(0)
+  never = stopping.NonfiniteGuard(0)
   for step in range(100):
     never.observe(step, np.float32(1))
 
