@@ -35,3 +35,16 @@ def env(devices=1):
            **COMPILE_CACHE_ENV)
   e["PYTHONPATH"] = ROOT
   return e
+
+
+def saved_state(workdir, step):
+  """A checkpoint's train state as host numpy arrays, whatever mesh wrote it."""
+  import jax
+  import numpy as np
+  import orbax.checkpoint as ocp
+  path = os.path.join(workdir, "checkpoints", str(step), "state")
+  checkpointer = ocp.PyTreeCheckpointer()
+  metadata = checkpointer.metadata(path)
+  tree = getattr(getattr(metadata, "item_metadata", metadata), "tree", metadata)
+  args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+  return checkpointer.restore(path, restore_args=args)

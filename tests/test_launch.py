@@ -13,8 +13,9 @@ import sys
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
+
+from cli_runs import saved_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = os.path.join(ROOT, "launch")
@@ -226,16 +227,6 @@ def train_losses(workdir):
     losses.update({e.step: float(tf.make_ndarray(e.tensor_proto))
                    for e in acc.Tensors("train/loss")})
   return losses
-
-
-def saved_state(workdir, step):
-  """A checkpoint's train state as host numpy arrays, whatever mesh wrote it."""
-  path = os.path.join(workdir, "checkpoints", str(step), "state")
-  checkpointer = ocp.PyTreeCheckpointer()
-  metadata = checkpointer.metadata(path)
-  tree = getattr(getattr(metadata, "item_metadata", metadata), "tree", metadata)
-  args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-  return checkpointer.restore(path, restore_args=args)
 
 
 @pytest.fixture(scope="module")

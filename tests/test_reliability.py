@@ -13,11 +13,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 from ml_collections import ConfigDict
 
-from cli_runs import env, train_command as command
+from cli_runs import env, saved_state, train_command as command
 from configs import clip as clip_config
 from lang_image import checkpoint, parallel, stopping, train
 from lang_image.config import ConfigError
@@ -246,10 +245,8 @@ def logged_step(metrics_file):
 
 
 def final_state(workdir, step):
-  restored = ocp.StandardCheckpointer().restore(
-      os.path.join(workdir, "checkpoints", str(step), "state"))
   with open(os.path.join(workdir, "checkpoints", str(step), "data", "metadata")) as f:
-    return jax.tree.map(np.asarray, restored), json.load(f)
+    return saved_state(workdir, step), json.load(f)
 
 
 @pytest.mark.slow
