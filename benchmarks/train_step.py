@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py [--model=bench] [--batch=64] [--objective=clip]
         [--precision=float32,bf16_f32acc] [--torch=float32,bf16_autocast]
-        [--repeats=10] [--attn_impl=...] [--remat=none] [--compile_only] [--json]
+        [--repeats=10] [--attn_impl=...] [--remat=none] [--compile_only] [--profile] [--json]
 
 For each variant (precision x objective) it builds `train.Trainer` on one device and
 measures, in one process: the step's compile time, its step time (median over rounds after
@@ -13,9 +13,10 @@ bf16 variant runs) measured in the same rounds, MFU against those peaks, and mem
 memory analysis of each compiled step; the device's peak bytes in use on GPU, the process's
 peak RSS on CPU). `--torch` adds Hugging Face transformers' CLIPModel at identical
 dimensions, batch and precision (benchmarks/torch_peer.py), one full training step each
-(forward, loss, backward, clipping, AdamW). Every round runs one step of every variant, in
+(forward, loss, backward, clipping, AdamW). Every round runs every variant in turn, in
 alternating order, so that a noisy machine slows all of them alike; ratios are taken inside
-the run.
+the run. Each variant's timed step follows `--settle` untimed steps of its own: the first
+step after another variant's is slower, by an amount that depends on the order.
 
 Precisions (lang_image): float32; bfloat16 (config.model.dtype = bfloat16: matmuls and the
 residual stream in bf16); bf16_f32acc (dtype float32, config.model.matmul_precision =
@@ -35,6 +36,7 @@ and reports the compile times; set no persistent compilation cache for it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -43,6 +45,7 @@ import platform
 import resource
 import sys
 import time
+from unittest import mock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # configs/, and this checkout's lang_image
@@ -80,12 +83,18 @@ def parse_args(argv=None):
   p.add_argument("--remat", default="none", help="config.model.remat")
   p.add_argument("--variants", default="",
                  help="instead of --precision: ';'-separated variants, each a precision "
-                      "followed by config.model overrides, e.g. "
-                      "'bf16_f32acc;bf16_f32acc,act=gelu_tanh;bf16_f32acc,remat=dots'")
+                      "followed by config.model overrides or BASELINES keys, e.g. "
+                      "'bf16_f32acc;bf16_f32acc,act=gelu_tanh;bf16_f32acc,norm=autodiff'")
   p.add_argument("--repeats", type=int, default=10, help="timed rounds")
   p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant")
+  p.add_argument("--settle", type=int, default=1,
+                 help="untimed steps of a variant right before each of its timed steps: the "
+                      "first step after another variant's ran measured 5-10%% slower")
   p.add_argument("--compile_only", action="store_true",
                  help="only compile each variant (abstract shapes) and report the times")
+  p.add_argument("--profile", action="store_true",
+                 help="after the timed rounds, trace 3 steps of each lang_image variant and "
+                      "report op time by HLO op kind (benchmarks/step_profile.py)")
   p.add_argument("--json", action="store_true", help="print one JSON object instead")
   p.add_argument("--xla_flags", default="", help="appended to XLA_FLAGS before jax loads")
   args = p.parse_args(argv)
@@ -121,8 +130,9 @@ import numpy as np  # noqa: E402
 
 from lang_image import config as config_lib, hlo, parallel  # noqa: E402
 from lang_image.data.tokenizer import EOS_ID  # noqa: E402
-from lang_image.models import variants  # noqa: E402
+from lang_image.models import layers, variants  # noqa: E402
 from lang_image.train import Trainer  # noqa: E402
+import step_profile  # noqa: E402
 
 
 # FLOPs.
@@ -194,15 +204,52 @@ def build_config(preset: dict, objective: str, precision: str, batch: int, args,
   return config
 
 
+# Variant keys that trace the step with an earlier implementation in place of the current
+# one, to measure in the same run what each optimisation gives (benchmarks/RESULTS.md):
+#   transposes=folded  plain transposes instead of layers.materialised_transpose, which
+#                      XLA folds into the dots;
+#   norm=autodiff      nnx.LayerNorm differentiated by autodiff instead of
+#                      layers.layer_norm_f32's hand-written backward pass;
+#   gelu=erfc          jax.nn.gelu(approximate=False), 0.5 x erfc(-x / sqrt 2), instead
+#                      of layers.exact_gelu's erf form (the same function);
+#   wgrad=lhs          the weight gradient a^T g always transposes a, instead of the
+#                      smaller of a and g.
+
+def _autodiff_norm(ln, x, dtype):
+  return ln(x.astype(jnp.float32)).astype(dtype)
+
+
+def _lhs_weight_gradient(a16, g16):
+  return layers._batched_dot(layers._transposed_operand(a16), g16, rhs_transposed=False)
+
+
+def _patch(name, value):
+  return lambda: mock.patch.object(layers, name, value)
+
+
+BASELINES = {
+    "transposes": {"folded": _patch("materialised_transpose",
+                                    lambda x, perm: jnp.transpose(x, perm))},
+    "norm": {"autodiff": _patch("apply_norm", _autodiff_norm)},
+    "gelu": {"erfc": lambda: mock.patch.dict(
+        layers.ACTIVATIONS, {"gelu": lambda x: jax.nn.gelu(x, approximate=False)})},
+    "wgrad": {"lhs": _patch("_weight_gradient", _lhs_weight_gradient)},
+}
+
+
 class JaxVariant:
   def __init__(self, preset, objective, precision, args, overrides=None):
     self.name = (f"lang_image {precision}" + (f" {objective}" if len(args.objectives) > 1 else "")
                  + "".join(f" {k}={v}" for k, v in (overrides or {}).items()))
     self.kind, self.objective, self.precision = "lang_image", objective, precision
     overrides = dict(overrides or {})
-    # transposes=folded: plain transposes instead of layers.materialised_transpose, so that
-    # XLA folds them into the dots (to measure what materialising them gives).
-    self.folded_transposes = overrides.pop("transposes", "materialised") == "folded"
+    self.baselines = []
+    for key in list(overrides):
+      if key in BASELINES:
+        value = overrides.pop(key)
+        if value not in BASELINES[key]:
+          raise SystemExit(f"unknown {key}={value}; known: {', '.join(BASELINES[key])}")
+        self.baselines.append(BASELINES[key][value])
     self.config = build_config(preset, objective, precision, args.batch, args, overrides)
     self.mesh = parallel.make_mesh(self.config.mesh, devices=jax.devices()[:1])
     self.trainer = Trainer(self.config, self.mesh, preset["vocab_size"])
@@ -215,12 +262,9 @@ class JaxVariant:
     self.times = []
 
   def compile(self):
-    from unittest import mock
-    from lang_image.models import layers
-    patch = (mock.patch.object(layers, "materialised_transpose",
-                               lambda x, perm: jnp.transpose(x, perm))
-             if self.folded_transposes else mock.patch.object(layers, "__name__", layers.__name__))
-    with patch, jax.set_mesh(self.mesh):
+    with contextlib.ExitStack() as patches, jax.set_mesh(self.mesh):
+      for baseline in self.baselines:
+        patches.enter_context(baseline())
       start = time.perf_counter()
       lowered = self.trainer.train_step.lower(self.trainer.abstract_state, self.abstract_batch)
       self.lower_s = time.perf_counter() - start
@@ -367,6 +411,8 @@ def main():
       peak_rates[k].append(peak.measure())
     order = runs if r % 2 == 0 else runs[::-1]
     for run in order:
+      for _ in range(args.settle):
+        run.timed_step()
       run.times.append(run.timed_step())
     print(f"# round {r + 1}/{args.repeats}: " + ", ".join(
         f"{run.name} {run.times[-1]:.3f} s" for run in runs), file=sys.stderr, flush=True)
@@ -374,7 +420,8 @@ def main():
   peak = {k: float(np.median(v)) for k, v in peak_rates.items()}
   peak_bytes, peak_kind = device_peak_bytes()
   result.update(peak_flops=peak, peak_flops_all=peak_rates, peak_memory_bytes=peak_bytes,
-                peak_memory_kind=peak_kind, repeats=args.repeats, warmup=args.warmup)
+                peak_memory_kind=peak_kind, repeats=args.repeats, warmup=args.warmup,
+                settle=args.settle)
   rows = []
   torch_best = min((float(np.median(r.times)) for r in runs if r.kind == "torch"),
                    default=None)
@@ -399,6 +446,13 @@ def main():
       row["step_vs_first_objective"] = step / base[run.name.split(" ")[1]]
     rows.append(row)
   result["variants"] = rows
+  if args.profile:
+    result["profile"] = {}
+    for run in runs:
+      if run.kind == "lang_image":
+        by_kind = step_profile.op_time_by_kind(run.timed_step, run.compiled.as_text())
+        result["profile"][run.name] = by_kind
+        print(step_profile.format_profile(run.name, by_kind), file=sys.stderr, flush=True)
   report(result, args)
 
 
@@ -430,7 +484,7 @@ def report(result, args, compile_only=False):
             if "bf16_f32acc" in peak else ""))
   print(f"# {result['peak_memory_kind']}: {result['peak_memory_bytes'] / 2**20:,.0f} MiB; "
         f"step times: median (min-max) over {result['repeats']} alternating rounds after "
-        f"{result['warmup']} warm-up steps")
+        f"{result['warmup']} warm-up steps, each timed step after {result['settle']} untimed")
   has_torch = any(r["kind"] == "torch" for r in result["variants"])
   multi_obj = len({r["objective"] for r in result["variants"] if r["kind"] == "lang_image"}) > 1
   head = ("| variant | compile (s) | step (s) | pairs/s | XLA GFLOP | model GFLOP | "

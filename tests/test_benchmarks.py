@@ -17,19 +17,21 @@ def test_train_step_benchmark_reports_consistent_figures_for_jax_and_the_torch_p
   pytest.importorskip("transformers")
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, "benchmarks", "train_step.py"),
-       "--precision=float32,bf16_f32acc", "--torch=float32", "--batch=8", "--repeats=1",
-       "--warmup=1", "--json"],
+       "--variants=float32;bf16_f32acc;bf16_f32acc,norm=autodiff,gelu=erfc,wgrad=lhs",
+       "--torch=float32", "--batch=8", "--repeats=1", "--warmup=1", "--profile", "--json"],
       capture_output=True, text=True, timeout=600, cwd=ROOT)
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads(result.stdout)
   variants = {v["name"]: v for v in report["variants"]}
-  assert set(variants) == {"lang_image float32", "lang_image bf16_f32acc", "torch float32"}
+  before = "lang_image bf16_f32acc norm=autodiff gelu=erfc wgrad=lhs"
+  assert set(variants) == {"lang_image float32", "lang_image bf16_f32acc", before,
+                           "torch float32"}
   assert report["peak_flops"]["bf16_f32acc"] > report["peak_flops"]["float32"] > 0
   for v in variants.values():
     assert v["step_s"] > 0 and v["pairs_per_s"] == pytest.approx(8 / v["step_s"])
     assert v["mfu_f32_peak"] == pytest.approx(
         report["analytic_flops_per_step"] / v["step_s"] / report["peak_flops"]["float32"])
-  for name in ("lang_image float32", "lang_image bf16_f32acc"):
+  for name in ("lang_image float32", "lang_image bf16_f32acc", before):
     v = variants[name]
     # XLA's count adds the elementwise work and the optimizer to the analytic matmul count.
     assert 1.0 <= v["xla_flops"] / v["analytic_flops"] < 1.1, v
@@ -37,3 +39,12 @@ def test_train_step_benchmark_reports_consistent_figures_for_jax_and_the_torch_p
   # The switch does what it says in the compiled program: all tower matmuls bf16 -> f32.
   assert "bf16 x bf16 -> f32" not in variants["lang_image float32"]["dots"]
   assert variants["lang_image bf16_f32acc"]["dots"]["bf16 x bf16 -> f32"] >= 200
+  # The baseline keys trace the earlier implementations: XLA counts more elementwise
+  # FLOPs in the erfc GELU than in the erf one.
+  assert variants[before]["xla_flops"] > variants["lang_image bf16_f32acc"]["xla_flops"]
+  # --profile: op time by kind for every lang_image variant, covering a good part of a step
+  # (ops run concurrently, so the sum may exceed the step's wall time).
+  assert set(report["profile"]) == {n for n in variants if n.startswith("lang_image")}
+  for name, by_kind in report["profile"].items():
+    assert sum(by_kind.values()) > 0.3 * variants[name]["step_s"], (name, by_kind)
+  assert report["profile"]["lang_image bf16_f32acc"]["ynn dot"] > 0

@@ -49,11 +49,22 @@ def _quick_gelu(x):
   return x * jax.nn.sigmoid(1.702 * x)
 
 
+def exact_gelu(x):
+  """x * Phi(x), written with erf as PyTorch's nn.GELU computes it.
+
+  jax.nn.gelu(approximate=False) evaluates the same function as 0.5 x erfc(-x / sqrt 2);
+  XLA:CPU's erfc is a branchy two-pass polynomial, and this form's forward and backward
+  pass over the MLP activations ran 3x faster (benchmarks/RESULTS.md). Both agree with a
+  float64 reference to about one float32 ulp of the output (tests/models/test_layers.py).
+  """
+  return 0.5 * x * (1.0 + lax.erf(x * (1.0 / math.sqrt(2.0))))
+
+
 # Exact (erf) GELU is the default: it is what PyTorch nn.GELU computes, so HF /
 # open_clip weights reproduce exactly. "quick_gelu" is what the original
 # OpenAI CLIP checkpoints were trained with.
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu": exact_gelu,
     "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
     "quick_gelu": _quick_gelu,
 }
@@ -95,10 +106,50 @@ def set_norm_epsilon(module: nnx.Module, epsilon: float) -> None:
       m.epsilon = float(epsilon)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def layer_norm_f32(x: jax.Array, scale: jax.Array, bias: jax.Array,
+                   epsilon: float) -> jax.Array:
+  """LayerNorm over the last axis of a float32 x, with a hand-written backward pass.
+
+  The backward pass keeps x and the per-row mean and 1/std and recomputes the normalised
+  x; under autodiff of the plain formula XLA:CPU kept per-row statistics broadcast to x's
+  full shape from the forward to the backward pass (benchmarks/RESULTS.md). Checked
+  against float64 central differences in tests/models/test_layers.py.
+  """
+  return _layer_norm_fwd(x, scale, bias, epsilon)[0]
+
+
+def _layer_norm_fwd(x, scale, bias, epsilon):
+  mean = jnp.mean(x, axis=-1, keepdims=True)
+  centred = x - mean
+  rstd = lax.rsqrt(jnp.mean(centred * centred, axis=-1, keepdims=True) + epsilon)
+  return centred * rstd * scale + bias, (x, mean, rstd, scale)
+
+
+def _layer_norm_bwd(epsilon, residuals, g):
+  # y = xhat * scale + bias with xhat = (x - mean) * rstd:
+  # dx = rstd * (gs - mean(gs) - xhat * mean(gs * xhat)), gs = g * scale.
+  del epsilon
+  # The barrier keeps XLA from sharing the forward pass's broadcast of 1/std with this
+  # pass, which would keep it alive as a full-size array in between.
+  x, mean, rstd, scale = lax.optimization_barrier(residuals)
+  xhat = (x - mean) * rstd
+  gs = g * scale
+  dx = rstd * (gs - jnp.mean(gs, axis=-1, keepdims=True)
+               - xhat * jnp.mean(gs * xhat, axis=-1, keepdims=True))
+  rows = tuple(range(x.ndim - 1))
+  return dx, jnp.sum(g * xhat, axis=rows), jnp.sum(g, axis=rows)
+
+
+layer_norm_f32.defvjp(_layer_norm_fwd, _layer_norm_bwd)
+
+
 def apply_norm(ln: nnx.LayerNorm, x: jax.Array, dtype: Dtype) -> jax.Array:
-  # Statistics in float32 regardless of the compute dtype: bf16 variance of
-  # wide activations is too lossy.
-  return ln(x.astype(jnp.float32)).astype(dtype)
+  """`ln` (its parameters and epsilon) applied through layer_norm_f32. Statistics are
+  float32 regardless of the compute dtype: a bf16 variance of wide activations is too
+  lossy."""
+  return layer_norm_f32(x.astype(jnp.float32), ln.scale[...].astype(jnp.float32),
+                        ln.bias[...].astype(jnp.float32), float(ln.epsilon)).astype(dtype)
 
 
 # Values of `config.model.matmul_precision` (see the module docstring).
@@ -172,6 +223,19 @@ def _batched_dot(a: jax.Array, b: jax.Array, rhs_transposed: bool) -> jax.Array:
                          preferred_element_type=jnp.float32)
 
 
+def _weight_gradient(a16: jax.Array, g16: jax.Array) -> jax.Array:
+  """a^T g over the last two axes for bf16 a [..., M, K] and g [..., M, N], float32.
+
+  One operand has to be written out transposed (materialised_transpose): the smaller
+  one. When g is, db = (g^T a)^T and the transpose of the [N, K] result is the size of a
+  weight; for an MLP's second projection g has a quarter of a's elements.
+  """
+  if g16.size < a16.size:
+    return _transposed_operand(
+        _batched_dot(_transposed_operand(g16), a16, rhs_transposed=False))
+  return _batched_dot(_transposed_operand(a16), g16, rhs_transposed=False)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def bf16_matmul(a: jax.Array, b: jax.Array, rhs_transposed: bool = False) -> jax.Array:
   """a @ b (a @ b^T when rhs_transposed) over the last two axes, leading axes batched:
@@ -195,7 +259,7 @@ def _bf16_matmul_bwd(rhs_transposed, residuals, g):
     db = _batched_dot(_transposed_operand(g16), a16, rhs_transposed=False)
   else:                                 # y = a b: da = g b^T, db = a^T g
     da = _batched_dot(g16, b16, rhs_transposed=True)
-    db = _batched_dot(_transposed_operand(a16), g16, rhs_transposed=False)
+    db = _weight_gradient(a16, g16)
   return da.astype(a_marker.dtype), db.astype(b_marker.dtype)
 
 

@@ -151,9 +151,11 @@ def test_materialised_transpose_and_its_gradient():
   np.testing.assert_array_equal(g, jnp.transpose(w, (0, 2, 1, 3)))
 
 
-def test_bf16_matmul_gradients_match_rounded_float32():
-  a = jax.random.normal(jax.random.key(0), (3, 8, 16))
-  b = jax.random.normal(jax.random.key(1), (3, 16, 8))
+# K > N: the weight gradient transposes g (the smaller); K < N: it transposes a.
+@pytest.mark.parametrize("k,n", [(16, 8), (4, 16)])
+def test_bf16_matmul_gradients_match_rounded_float32(k, n):
+  a = jax.random.normal(jax.random.key(0), (3, 8, k))
+  b = jax.random.normal(jax.random.key(1), (3, k, n))
   r = lambda x: x.astype(jnp.bfloat16).astype(jnp.float32)
   for rhs_t, bb in ((False, b), (True, jnp.swapaxes(b, 1, 2))):
     fn = lambda a, b: jnp.sum(jnp.sin(layers.bf16_matmul(a, b, rhs_t)))

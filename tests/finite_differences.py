@@ -1,4 +1,5 @@
-"""Central differences: the gradient of a float64 numpy reference, for the loss tests."""
+"""Central differences: the gradient of a float64 numpy reference, for the loss and layer
+tests."""
 
 import numpy as np
 
