@@ -211,16 +211,10 @@ def build_config(preset: dict, objective: str, precision: str, batch: int, args,
 #   norm=autodiff      nnx.LayerNorm differentiated by autodiff instead of
 #                      layers.layer_norm_f32's hand-written backward pass;
 #   gelu=erfc          jax.nn.gelu(approximate=False), 0.5 x erfc(-x / sqrt 2), instead
-#                      of layers.exact_gelu's erf form (the same function);
-#   wgrad=lhs          the weight gradient a^T g always transposes a, instead of the
-#                      smaller of a and g.
+#                      of layers.exact_gelu's erf form (the same function).
 
 def _autodiff_norm(ln, x, dtype):
   return ln(x.astype(jnp.float32)).astype(dtype)
-
-
-def _lhs_weight_gradient(a16, g16):
-  return layers._batched_dot(layers._transposed_operand(a16), g16, rhs_transposed=False)
 
 
 def _patch(name, value):
@@ -233,7 +227,6 @@ BASELINES = {
     "norm": {"autodiff": _patch("apply_norm", _autodiff_norm)},
     "gelu": {"erfc": lambda: mock.patch.dict(
         layers.ACTIVATIONS, {"gelu": lambda x: jax.nn.gelu(x, approximate=False)})},
-    "wgrad": {"lhs": _patch("_weight_gradient", _lhs_weight_gradient)},
 }
 
 

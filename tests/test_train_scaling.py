@@ -87,7 +87,7 @@ def test_gradient_accumulation_equals_one_batch(objectives):
 @pytest.mark.parametrize("policy", ["full", pytest.param("dots", marks=pytest.mark.slow)])
 def test_remat_keeps_results(policy):
   batch = pipeline.to_global(synthetic_batch(0), parallel.batch_sharding(mesh(8, 1)))
-  results = {}
+  results, barriers = {}, {}
   for remat in ("none", policy):
     config = small_config()
     config.model.remat = remat
@@ -96,9 +96,10 @@ def test_remat_keeps_results(policy):
     step = jax.jit(trainer._loss_and_grads)
     metrics, _, grads = step(state, batch)
     results[remat] = jax.device_get((metrics, grads))
-    hlo = step.lower(state, batch).as_text()
-    # Rematerialised blocks are fenced by optimization barriers (kept from CSE).
-    assert ("optimization_barrier" in hlo) == (remat != "none"), remat
+    barriers[remat] = step.lower(state, batch).as_text().count("optimization_barrier")
+  # Rematerialised blocks are fenced by optimization barriers (kept from CSE), on top of the
+  # LayerNorm backward pass's own.
+  assert barriers[policy] > barriers["none"], barriers
   assert_close(results[policy], results["none"], rtol=1e-6, atol_scale=1e-6)
 
 

@@ -223,19 +223,6 @@ def _batched_dot(a: jax.Array, b: jax.Array, rhs_transposed: bool) -> jax.Array:
                          preferred_element_type=jnp.float32)
 
 
-def _weight_gradient(a16: jax.Array, g16: jax.Array) -> jax.Array:
-  """a^T g over the last two axes for bf16 a [..., M, K] and g [..., M, N], float32.
-
-  One operand has to be written out transposed (materialised_transpose): the smaller
-  one. When g is, db = (g^T a)^T and the transpose of the [N, K] result is the size of a
-  weight; for an MLP's second projection g has a quarter of a's elements.
-  """
-  if g16.size < a16.size:
-    return _transposed_operand(
-        _batched_dot(_transposed_operand(g16), a16, rhs_transposed=False))
-  return _batched_dot(_transposed_operand(a16), g16, rhs_transposed=False)
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def bf16_matmul(a: jax.Array, b: jax.Array, rhs_transposed: bool = False) -> jax.Array:
   """a @ b (a @ b^T when rhs_transposed) over the last two axes, leading axes batched:
@@ -259,7 +246,7 @@ def _bf16_matmul_bwd(rhs_transposed, residuals, g):
     db = _batched_dot(_transposed_operand(g16), a16, rhs_transposed=False)
   else:                                 # y = a b: da = g b^T, db = a^T g
     da = _batched_dot(g16, b16, rhs_transposed=True)
-    db = _weight_gradient(a16, g16)
+    db = _batched_dot(_transposed_operand(a16), g16, rhs_transposed=False)
   return da.astype(a_marker.dtype), db.astype(b_marker.dtype)
 
 

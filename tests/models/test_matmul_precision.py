@@ -151,7 +151,6 @@ def test_materialised_transpose_and_its_gradient():
   np.testing.assert_array_equal(g, jnp.transpose(w, (0, 2, 1, 3)))
 
 
-# K > N: the weight gradient transposes g (the smaller); K < N: it transposes a.
 @pytest.mark.parametrize("k,n", [(16, 8), (4, 16)])
 def test_bf16_matmul_gradients_match_rounded_float32(k, n):
   a = jax.random.normal(jax.random.key(0), (3, 8, k))
