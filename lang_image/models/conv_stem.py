@@ -40,6 +40,6 @@ class ConvStem(nnx.Module):
   def __call__(self, images: jax.Array) -> jax.Array:
     x = images.astype(self.dtype)
     for conv, norm in zip(self.convs, self.norms):
-      x = jax.nn.gelu(layers.apply_norm(norm, conv(x), self.dtype), approximate=False)
+      x = layers.exact_gelu(layers.apply_norm(norm, conv(x), self.dtype))
     b, h, w, c = x.shape
     return layers.apply_2d(self.proj, x.reshape(b, h * w, c))
