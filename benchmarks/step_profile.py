@@ -19,23 +19,13 @@ import tempfile
 
 import jax
 
-
-def _ynn_fusions_with_dots(hlo_text: str) -> set[str]:
-  """Names of the fusion instructions whose called computation contains a dot."""
-  with_dot = {m.group(1) for m in re.finditer(r"^%?([\w.\-]+) [^\n]*\{\n(.*?)\n\}",
-                                               hlo_text, re.M | re.S)
-              if " dot(" in m.group(2)}
-  out = set()
-  for m in re.finditer(r"%([\w.\-]+) = [^\n]*? fusion\([^\n]*?calls=%([\w.\-]+)", hlo_text):
-    if m.group(2) in with_dot:
-      out.add(m.group(1))
-  return out
+from lang_image import hlo
 
 
 def op_time_by_kind(step_fn, hlo_text: str, steps: int = 3) -> dict[str, float]:
   """Runs `step_fn` `steps` times under the profiler; seconds per step by op kind."""
   ops = set(re.findall(r"%([\w.\-]+) = ", hlo_text))
-  dot_fusions = _ynn_fusions_with_dots(hlo_text)
+  dot_fusions = hlo.fusions_with_dots(hlo_text)
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
       for _ in range(steps):

@@ -10,6 +10,7 @@ import re
 from typing import NamedTuple
 
 _DOT = re.compile(r"= (\w+)\[([\d,]*)\]\S* dot\((%[\w.-]+), (%[\w.-]+)\)")
+_FUSION = re.compile(r"%([\w.-]+) = [^\n]*? fusion\([^\n]*?calls=%([\w.-]+)")
 
 
 class Dot(NamedTuple):
@@ -25,10 +26,15 @@ class Dot(NamedTuple):
     return f"{self.lhs} x {self.rhs} -> {self.result}"
 
 
+def _computations(hlo_text: str) -> list[str]:
+  """The module's computations, each as its text (header line first)."""
+  return re.split(r"\n(?=%|ENTRY)", hlo_text)
+
+
 def dots(hlo_text: str) -> list[Dot]:
   """Every dot of an optimised HLO module (`jax.jit(f).lower(...).compile().as_text()`)."""
   found = []
-  for computation in re.split(r"\n(?=%|ENTRY)", hlo_text):
+  for computation in _computations(hlo_text):
     for line in computation.splitlines():
       m = _DOT.search(line)
       if not m:
@@ -48,3 +54,10 @@ def dot_census(hlo_text: str) -> dict[str, int]:
   for d in dots(hlo_text):
     counts[d.kind] = counts.get(d.kind, 0) + 1
   return counts
+
+
+def fusions_with_dots(hlo_text: str) -> set[str]:
+  """Names of the fusion instructions whose called computation contains a dot."""
+  with_dot = {computation.split(None, 1)[0].lstrip("%")
+              for computation in _computations(hlo_text) if _DOT.search(computation)}
+  return {m.group(1) for m in _FUSION.finditer(hlo_text) if m.group(2) in with_dot}
