@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py [--model=bench] [--batch=64] [--objective=clip]
         [--precision=float32,bf16_f32acc] [--torch=float32,bf16_autocast]
-        [--repeats=10] [--attn_impl=...] [--remat=none] [--compile_only] [--profile] [--json]
+        [--repeats=10] [--attention=xla|cudnn|auto] [--remat=none] [--compile_only] [--profile] [--json]
 
 For each variant (precision x objective) it builds `train.Trainer` on one device and
 measures, in one process: the step's compile time, its step time (median over rounds after
@@ -77,9 +77,9 @@ def parse_args(argv=None):
   p.add_argument("--torch", default="",
                  help="comma-separated PyTorch peer precisions (float32, bf16_autocast); "
                       "empty: no comparison")
-  p.add_argument("--attn_impl", default="",
-                 help="config.model.attn_impl (jax.nn.dot_product_attention's "
-                      "implementation, e.g. cudnn); empty: the default")
+  p.add_argument("--attention", default="",
+                 help="config.model.attention: xla, cudnn or auto (models/attention_kernels.py); "
+                      "empty: the config's")
   p.add_argument("--remat", default="none", help="config.model.remat")
   p.add_argument("--variants", default="",
                  help="instead of --precision: ';'-separated variants, each a precision "
@@ -195,8 +195,8 @@ def build_config(preset: dict, objective: str, precision: str, batch: int, args,
       image=preset["image"], text=preset["text"], image_size=preset["image_size"],
       max_len=preset["max_len"], embed_dim=preset["embed_dim"], image_stem="patch",
       image_pool="cls", dtype=dtype, matmul_precision=matmul_precision, remat=args.remat)
-  if args.attn_impl:
-    config.model.attn_impl = args.attn_impl
+  if args.attention:
+    config.model.attention = args.attention
   for key, value in (overrides or {}).items():
     old = config.model.get(key)
     config.model[key] = type(old)(value) if old is not None else value

@@ -96,6 +96,9 @@ def base(args) -> ml_collections.ConfigDict:
       # and backward, with everything elementwise in `dtype` (benchmarks/RESULTS.md,
       # "Training step": about 2x the float32 step rate on an AVX512-BF16 CPU).
       matmul_precision="default",
+      # Attention kernel: 'xla' (every backend), 'cudnn' (cuDNN flash attention on NVIDIA
+      # GPUs, bf16 inputs) or 'auto' (cudnn where it runs, else xla); models/attention_kernels.py.
+      attention="xla",
       # Per-block rematerialisation: none | full | dots | dots_no_batch (layers.py).
       remat="none",
       logit_scale_init=math.log(1 / 0.07),

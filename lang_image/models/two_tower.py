@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lang_image.models import layers, variants
+from lang_image.models import attention_kernels, layers, variants
 from lang_image.models.text import TextTransformer
 from lang_image.models.vit import VisionTransformer
 
@@ -96,7 +96,9 @@ def build_two_tower(cfg, vocab_size: int, *, rngs: nnx.Rngs) -> TwoTower:
     pad_id [0]              padding token id.
     act ["gelu"]            "gelu" | "gelu_tanh" | "quick_gelu".
     image_pre_norm [False]  LayerNorm before the first ViT block (OpenAI).
-    attn_impl [None]        passed to jax.nn.dot_product_attention.
+    attention ["xla"]       "xla" | "cudnn" | "auto": the attention kernel
+                            (attention_kernels.py; "auto" is resolved against jax's
+                            default devices here).
     remat ["none"]          rematerialisation policy of every block, layers.REMAT_POLICIES.
     eos_id [None]           end-of-text id, needed by text_pool "eos".
     ln_eps [1e-5]           epsilon of every LayerNorm (layers.LN_EPS).
@@ -108,7 +110,7 @@ def build_two_tower(cfg, vocab_size: int, *, rngs: nnx.Rngs) -> TwoTower:
     raise ValueError(f"Unknown dtype {cfg.dtype!r}; known: {', '.join(DTYPES)}.")
   dtype = DTYPES[cfg.dtype]
   act = getattr(cfg, "act", "gelu")
-  attn_impl = getattr(cfg, "attn_impl", None)
+  attn_impl = attention_kernels.implementation(cfg)
   remat = getattr(cfg, "remat", "none")
   matmul_precision = layers.check_matmul_precision(getattr(cfg, "matmul_precision", "default"))
   image = VisionTransformer(
