@@ -10,20 +10,21 @@ later (truncated, deleted) is skipped with a warning on restore, for the next ol
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from lang_image import storage
 from lang_image.config import ConfigError, TrainingError
 
 
 class Checkpointer:
 
   def __init__(self, workdir: str, every: int, keep: int):
-    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    # A local path made absolute, or a URL kept as one (never a local folder named 'gs:').
+    self.directory = storage.join(workdir, "checkpoints")
     self.every = every
     self.keep = keep
     self._unreadable = set()  # Steps that failed to restore; a new save replaces them.
@@ -39,6 +40,8 @@ class Checkpointer:
   def check_space(self, abstract_state) -> None:
     """Raises ConfigError if the disk cannot hold the checkpoints this run will keep (plus
     the one being written), so that a full disk is found before training, not hours in."""
+    if storage.is_remote(self.directory):
+      return  # Cloud storage has no fixed capacity to check.
     size = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract_state))
     count = max(1, self.keep + 1 - len(self._manager.all_steps()))
     need, free = count * size, shutil.disk_usage(self.directory).free
@@ -69,7 +72,7 @@ class Checkpointer:
         self._unreadable.add(step)
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         logging.warning("Checkpoint %s cannot be restored (%s: %s); skipping it for an older "
-                        "one.", os.path.join(self.directory, str(step)), type(e).__name__,
+                        "one.", storage.join(self.directory, str(step)), type(e).__name__,
                         reason)
     if steps:
       logging.warning("None of the checkpoints in %s can be restored: starting from scratch.",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+import uuid
 
 import ml_collections
 
@@ -102,15 +102,20 @@ def default_data_dir() -> str:
                         os.path.join(os.path.expanduser("~"), ".cache", "lang_image"))
 
 
-def validate(config, workdir: str | None, device_count: int | None = None) -> None:
-  """Raises ConfigError on the first problem found; touches no accelerator."""
+def validate(config, workdir: str | None, device_count: int | None = None,
+             platform: str | None = None) -> None:
+  """Raises ConfigError on the first problem found; compiles nothing. `device_count` and
+  `platform` ('cpu', 'gpu', 'tpu') describe the devices the run will use (default: jax's)."""
   # Imported here so that reading a config file stays cheap.
   from lang_image import objectives
-  from lang_image.models import variants
+  from lang_image.models import attention_kernels, variants
 
-  if device_count is None:
+  device = None
+  if device_count is None or platform is None:
     import jax
-    device_count = jax.device_count()
+    device = jax.devices()[0]
+    device_count = jax.device_count() if device_count is None else device_count
+    platform = device.platform if platform is None else platform
   if config.get("init"):
     # The model and tokenizer fields become those of the weights named by config.init.
     from lang_image.interop import init as interop_init
@@ -156,6 +161,10 @@ def validate(config, workdir: str | None, device_count: int | None = None) -> No
   if config.model.get("remat", "none") not in layers.REMAT_POLICIES:
     raise ConfigError(f"unknown config.model.remat {config.model.remat!r}; use one of "
                       f"{list(layers.REMAT_POLICIES)}.")
+  try:
+    attention_kernels.check(config.model, platform, device)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   if config.model.image_size % vit.patch:
     raise ConfigError(f"image size {config.model.image_size} is not divisible by patch "
                       f"{vit.patch} of '{config.model.image}'; change config.model.image_size.")
@@ -188,6 +197,13 @@ def _check_data(data_cfg) -> None:
 def _check_data_dir(path: str) -> None:
   if not path:  # The default cache directory is created on first use.
     return
+  from lang_image import storage
+  try:
+    storage.check(path, "config.data.data_dir")
+  except storage.StorageError as e:
+    raise ConfigError(str(e)) from None
+  if storage.is_remote(path):
+    return  # Created on first use, like the default; a missing bucket fails then.
   if not os.path.isdir(path):
     raise ConfigError(f"data directory '{path}' does not exist; create it, point "
                       "config.data.data_dir at the right place, or leave it empty for the "
@@ -198,12 +214,32 @@ def _check_data_dir(path: str) -> None:
 
 
 def _check_workdir(workdir: str) -> None:
+  """The workdir can be written: a local folder, or a URL of a storage Orbax writes
+  checkpoints to (lang_image.storage); a probe file is written and removed."""
+  from lang_image import storage
   try:
-    os.makedirs(workdir, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write_probe"):
-      pass
-  except OSError as e:
-    raise ConfigError(f"workdir '{workdir}' cannot be written ({e.strerror}); choose a "
+    storage.check(workdir, "--workdir")
+  except storage.StorageError as e:
+    raise ConfigError(str(e)) from None
+  scheme = storage.scheme(workdir)
+  if scheme is not None and scheme not in storage.CHECKPOINT_SCHEMES:
+    raise ConfigError(f"--workdir '{workdir}' is on {scheme}://, where Orbax cannot write "
+                      "checkpoints (it writes to local paths and gs:// only); use gs:// or a "
+                      "local path such as the bucket mounted with a FUSE driver.")
+  if scheme == "gs":
+    try:
+      import google.cloud.storage  # noqa: F401  (Orbax asks it about gs:// buckets)
+    except ImportError:
+      raise ConfigError(f"--workdir '{workdir}' is on gs://, and Orbax needs the "
+                        "google-cloud-storage package there; install it with "
+                        "pip install -e '.[gcs]'.") from None
+  probe = storage.join(workdir, f".write_probe_{os.getpid()}_{uuid.uuid4().hex[:8]}")
+  try:
+    storage.write_bytes(probe, b"")
+    storage.path(probe).unlink()
+  except Exception as e:  # noqa: BLE001 (OSError locally; assorted errors from cloud clients)
+    reason = getattr(e, "strerror", None) or (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise ConfigError(f"workdir '{workdir}' cannot be written ({reason}); choose a "
                       "writable --workdir.") from None
 
 

@@ -32,7 +32,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from lang_image import checkpoint, config as config_lib, distributed, evaluators  # noqa: E402
-from lang_image import parallel, pictures, run_config, train  # noqa: E402
+from lang_image import parallel, pictures, run_config, storage, train  # noqa: E402
 from lang_image.data import pipeline  # noqa: E402
 from lang_image.evaluators import benchmark_json, eval_sets, zero_shot  # noqa: E402
 
@@ -73,10 +73,8 @@ class Restored:
 
 
 def checkpoint_steps(workdir: str) -> list[int]:
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-  if not os.path.isdir(directory):
-    return []
-  return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+  directory = storage.join(workdir, "checkpoints")
+  return sorted(int(name) for name in storage.listdir(directory) if name.isdigit())
 
 
 def resolve_step(workdir: str, step: int | None = None) -> int:
@@ -168,8 +166,8 @@ def evaluate(config, workdir: str, step=None, tasks=evaluators.TASKS, datasets=(
   dataset = pipeline.open_for(config)
   sets = [open_eval_set(config, dataset, name, tasks, tfds_data_dir) for name in datasets]
   restored = restore(config, workdir, step, dataset)
-  out = os.path.join(out or os.path.join(workdir, "benchmark"), f"step_{restored.step:08d}")
-  pretrained = os.path.join(os.path.abspath(workdir), "checkpoints", str(restored.step))
+  out = storage.join(out or storage.join(workdir, "benchmark"), f"step_{restored.step:08d}")
+  pretrained = storage.join(workdir, "checkpoints", str(restored.step))
   writer = None
   if write_pictures and jax.process_index() == 0:
     from clu import metric_writers  # noqa: PLC0415

@@ -18,7 +18,6 @@ figures as PNG and TensorBoard images, and `write_run` does both for a run's wor
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -213,15 +212,17 @@ def write(directory: str, step: int, figs: dict[str, Figure], writer=None,
   """Saves each figure as directory/<name>.png and, with a clu writer, as a TensorBoard
   image `<tag_prefix>/<name>` at `step`. Returns the PNG paths by name."""
   from PIL import Image  # noqa: PLC0415
-  os.makedirs(directory, exist_ok=True)
+  import io  # noqa: PLC0415
+  from lang_image import storage  # noqa: PLC0415
   paths, images = {}, {}
   for name, fig in figs.items():
     rgb = to_rgb(fig)
-    paths[name] = os.path.join(directory, f"{name}.png")
+    paths[name] = storage.join(directory, f"{name}.png")
     # 256 colours: plots lose nothing visible and the files stay small.
+    png = io.BytesIO()
     Image.fromarray(rgb).quantize(256, method=Image.Quantize.FASTOCTREE).save(
-        paths[name] + ".tmp", format="PNG", optimize=True)
-    os.replace(paths[name] + ".tmp", paths[name])
+        png, format="PNG", optimize=True)
+    storage.write_bytes(paths[name], png.getvalue())
     images[f"{tag_prefix}/{name}"] = rgb[None]
   if writer is not None and images:
     writer.write_images(step, images)
@@ -233,13 +234,14 @@ def write_run(workdir: str, step: int, evaluator, writer=None, train_records=())
   W/pictures/training_curves.png, and the evaluator's pictures as W/pictures/<dataset>/*.png;
   the same images to TensorBoard with a clu writer. Returns the PNG paths by name."""
   from lang_image import evaluators  # noqa: PLC0415
-  directory = os.path.join(workdir, "pictures")
+  from lang_image import storage  # noqa: PLC0415
+  directory = storage.join(workdir, "pictures")
   eval_records = evaluators.read_json_history(workdir)
   paths = {}
   if train_records or eval_records:
     curves = {"training_curves": training_curves(list(train_records), eval_records)}
     paths.update(write(directory, step, curves, writer))
   name = evaluator.eval_set.name
-  paths.update(write(os.path.join(directory, name), step, figures(evaluator), writer,
+  paths.update(write(storage.join(directory, storage.safe_name(name)), step, figures(evaluator), writer,
                      f"pictures/{name}"))
   return paths

@@ -4,27 +4,24 @@ notebooks rebuild the same model and data without the original command line."""
 from __future__ import annotations
 
 import json
-import os
 
 import ml_collections
 
+from lang_image import storage
 from lang_image.config import ConfigError
 
 FILE = "config.json"
 
 
 def save(workdir: str, config) -> str:
-  path = os.path.join(workdir, FILE)
-  with open(path + ".tmp", "w") as f:
-    f.write(config.to_json(indent=2, sort_keys=True))
-  os.replace(path + ".tmp", path)
+  path = storage.join(workdir, FILE)
+  storage.write_text(path, config.to_json(indent=2, sort_keys=True))
   return path
 
 
 def load(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, FILE)
-  if not os.path.isfile(path):
+  path = storage.join(workdir, FILE)
+  if not storage.exists(path):
     raise ConfigError(f"'{path}' does not exist (a training run writes it when it finishes); "
                       f"pass the run's --config instead.")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return ml_collections.ConfigDict(json.loads(storage.read_text(path)))

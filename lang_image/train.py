@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import time
 
 import jax
@@ -22,7 +21,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lang_image import checkpoint, evaluators, objectives, optim, parallel
-from lang_image import pictures, run_config, stopping
+from lang_image import pictures, run_config, stopping, storage
 from lang_image.config import ConfigError, TrainingError
 from lang_image.data import pipeline, stream as stream_lib
 from lang_image.models.pretrainer import Pretrainer
@@ -278,7 +277,8 @@ def _run(config, workdir: str, stop: stopping.StopSignals) -> dict:
           writer.write_scalars(step, {**{f"train/{k}": v for k, v in means.items()}, **skipped})
           means.update(skipped)
           if jax.process_index() == 0:
-            _append_jsonl(os.path.join(workdir, TRAIN_METRICS), {"step": step, **means})
+            storage.append_text(storage.join(workdir, TRAIN_METRICS),
+                                json.dumps({"step": step, **means}, sort_keys=True) + "\n")
           summed, count = None, 0
         if step < total:
           ckpt.maybe_save(step, state, lambda: stream_lib.gather_state(stream))
@@ -338,22 +338,16 @@ def _eval_set(config, dataset):
     raise ConfigError(str(e)) from None
 
 
-def _append_jsonl(path: str, record: dict) -> None:
-  with open(path, "a") as f:
-    f.write(json.dumps(record, sort_keys=True) + "\n")
-
-
 def read_train_metrics(workdir: str) -> list[dict]:
   """The logged training means, one dict per log step; after a resume the re-run steps
   appear again and the last record of a step wins."""
   by_step = {}
-  path = os.path.join(workdir, TRAIN_METRICS)
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        if line.strip():
-          record = json.loads(line)
-          by_step[record["step"]] = record
+  path = storage.join(workdir, TRAIN_METRICS)
+  if storage.exists(path):
+    for line in storage.read_text(path).splitlines():
+      if line.strip():
+        record = json.loads(line)
+        by_step[record["step"]] = record
   return [by_step[k] for k in sorted(by_step)]
 
 

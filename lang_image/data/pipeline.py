@@ -19,10 +19,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import os
 import re
 
-from lang_image import config as config_lib
+from lang_image import config as config_lib, storage
 from lang_image.config import ConfigError
 from lang_image.data import ops
 from lang_image.data.stream import TrainStream, to_global  # noqa: F401  (the public names)
@@ -105,7 +104,7 @@ class Dataset:
 
 def _data_dir(data_cfg) -> str:
   data_dir = data_cfg.data_dir or config_lib.default_data_dir()
-  os.makedirs(data_dir, exist_ok=True)
+  storage.makedirs(data_dir)
   return data_dir
 
 
@@ -125,7 +124,7 @@ def open_sources(data_cfg) -> tuple[list, list]:
           csv_separator=data_cfg.get("csv_separator", ","),
           skip_bad_shards=data_cfg.get("skip_bad_shards", False),
           tfds_data_dir=data_cfg.get("tfds_data_dir") or None,
-          index_cache_dir=os.path.join(_data_dir(data_cfg), "index")))
+          index_cache_dir=storage.join(_data_dir(data_cfg), "index")))
   return opened, [w for _, w in mixture]
 
 
@@ -133,7 +132,7 @@ def open_tokenizer(data_cfg, train_sources) -> object:
   """config.data.tokenizer, or the one kept for these sources (trained on first use)."""
   from lang_image.data import tokenizer as tokenizer_lib
   if data_cfg.tokenizer:
-    if not os.path.exists(data_cfg.tokenizer):
+    if not storage.exists(data_cfg.tokenizer):
       raise ConfigError(f"tokenizer '{data_cfg.tokenizer}' does not exist; build one with "
                         "python -m lang_image.data.tokenizer --source=... --output=PATH, or "
                         "leave config.data.tokenizer empty to train one on first use.")
@@ -142,8 +141,8 @@ def open_tokenizer(data_cfg, train_sources) -> object:
     return tokenizer_lib.load(tokenizer_lib.shapes_tokenizer(
         _data_dir(data_cfg), data_cfg.variant, data_cfg.vocab_size))
   key = hashlib.sha1(repr([s.name for s in train_sources]).encode()).hexdigest()[:12]
-  path = os.path.join(_data_dir(data_cfg), "tokenizers", f"{key}_{data_cfg.vocab_size}.model")
-  if not os.path.exists(path):
+  path = storage.join(_data_dir(data_cfg), "tokenizers", f"{key}_{data_cfg.vocab_size}.model")
+  if not storage.exists(path):
     tokenizer_lib.train_on_sources(train_sources, path, data_cfg.vocab_size,
                                    data_cfg.get("tokenizer_samples", 200_000))
   return tokenizer_lib.load(path)

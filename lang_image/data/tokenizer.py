@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 import io
 import os
-import tempfile
 
 import numpy as np
 import sentencepiece as spm
+
+from lang_image import storage
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 
@@ -59,18 +60,8 @@ def train_sentencepiece(sentences: Iterable[str], model_path: str, vocab_size: i
       num_threads=1,
       minloglevel=2,
   )
-  directory = os.path.dirname(os.path.abspath(model_path))
-  os.makedirs(directory, exist_ok=True)
-  # Readers in other processes never see a half-written model.
-  fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(model.getvalue())
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from other users.
-    os.replace(tmp, model_path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  # Readers in other processes never see a half-written model (lang_image.storage).
+  storage.write_bytes(model_path, model.getvalue())
   return model_path
 
 
@@ -79,7 +70,8 @@ class Tokenizer:
 
   def __init__(self, model_path: str):
     self.model_path = model_path
-    self._sp = spm.SentencePieceProcessor(model_file=model_path)
+    # Read as bytes, so that the model may be on cloud storage (lang_image.storage).
+    self._sp = spm.SentencePieceProcessor(model_proto=storage.read_bytes(model_path))
 
   @property
   def vocab_size(self) -> int:
@@ -138,8 +130,8 @@ def shapes_tokenizer(data_dir: str, config: str = "default", vocab_size: int = 1
   # Imported here: TFDS is slow to import and `Tokenizer` users need none of it.
   from lang_image.data import shapes_tfds
   builder = shapes_tfds.prepare(data_dir, config)
-  path = os.path.join(os.fspath(builder.data_dir), f"tokenizer_{vocab_size}.model")
-  if not os.path.exists(path):
+  path = storage.join(os.fspath(builder.data_dir), f"tokenizer_{vocab_size}.model")
+  if not storage.exists(path):
     train_sentencepiece(_train_captions(config), path, vocab_size)
   return path
 

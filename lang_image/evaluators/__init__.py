@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 
 import jax
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from lang_image import storage
 from lang_image.evaluators import eval_sets, knn, linear_probe, retrieval, zero_shot
 from lang_image.evaluators import tfds_sets  # noqa: F401  (registers the tfds eval sets)
 
@@ -135,23 +135,17 @@ class Evaluator:
 
 
 def write_json(workdir: str, step: int, metrics: dict) -> str:
-  directory = os.path.join(workdir, "eval")
-  os.makedirs(directory, exist_ok=True)
-  path = os.path.join(directory, f"step_{step:08d}.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump({"step": step, "metrics": metrics}, f, indent=2, sort_keys=True)
-  os.replace(path + ".tmp", path)
+  path = storage.join(workdir, "eval", f"step_{step:08d}.json")
+  storage.write_text(path, json.dumps({"step": step, "metrics": metrics}, indent=2,
+                                      sort_keys=True))
   return path
 
 
 def read_json_history(workdir: str) -> list[dict]:
   """Every evaluation a run logged in W/eval/, by step: [{"step": N, "metrics": {...}}]."""
-  directory = os.path.join(workdir, "eval")
-  if not os.path.isdir(directory):
-    return []
+  directory = storage.join(workdir, "eval")
   records = []
-  for name in sorted(os.listdir(directory)):
+  for name in storage.listdir(directory):
     if name.startswith("step_") and name.endswith(".json"):
-      with open(os.path.join(directory, name)) as f:
-        records.append(json.load(f))
+      records.append(json.loads(storage.read_text(storage.join(directory, name))))
   return sorted(records, key=lambda r: r["step"])

@@ -18,7 +18,6 @@ reports them; this package's own metrics are in percent):
 from __future__ import annotations
 
 import json
-import os
 import re
 
 TASK_NAMES = {"zero_shot": "zeroshot_classification", "retrieval": "zeroshot_retrieval",
@@ -59,9 +58,7 @@ def records(metrics: dict, dataset: str, model: str, pretrained: str, step: int)
 
 def write(directory: str, record: dict) -> str:
   """Writes directory/<dataset>_<task>.json; returns its path."""
-  os.makedirs(directory, exist_ok=True)
-  path = os.path.join(directory, f"{record['dataset']}_{record['task']}.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump(record, f, indent=2, sort_keys=True)
-  os.replace(path + ".tmp", path)
+  from lang_image import storage  # noqa: PLC0415
+  path = storage.join(directory, storage.safe_name(f"{record['dataset']}_{record['task']}.json"))
+  storage.write_text(path, json.dumps(record, indent=2, sort_keys=True))
   return path

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import io
 import os
-import tempfile
 
 from absl import logging
 import numpy as np
 
+from lang_image import storage
 from lang_image.config import ConfigError
 
 # Why a sample is passed over; the stream reports them as data/skipped/<reason>.
@@ -140,9 +141,10 @@ _INDEX_VERSION = 1
 
 
 class IndexCache:
-  """Indexes of files (dicts of numpy arrays) kept as .npz under `directory`, keyed by the
-  file's absolute path, size and modification time, so that a changed file is re-indexed.
-  With `directory` None nothing is kept. Failing to write only logs a warning."""
+  """Indexes of files (dicts of numpy arrays) kept as .npz under `directory` (local or a URL,
+  lang_image.storage), keyed by the file's absolute path, size and modification time, so that
+  a changed file is re-indexed. With `directory` None nothing is kept. Failing to write only
+  logs a warning."""
 
   def __init__(self, directory: str | None):
     self.directory = directory
@@ -152,7 +154,7 @@ class IndexCache:
     st = os.stat(path)
     ident = f"{kind}\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{_INDEX_VERSION}"
     digest = hashlib.sha1(ident.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-    return os.path.join(self.directory, f"{os.path.basename(path)}.index-{digest}.npz")
+    return storage.join(self.directory, f"{os.path.basename(path)}.index-{digest}.npz")
 
   def get(self, path: str, kind: str, build) -> dict:
     """The cached index of `path`, or `build(path)` (then cached). Errors of os.stat and of
@@ -161,21 +163,15 @@ class IndexCache:
       return build(path)
     cached = self._path(path, kind)
     try:
-      with np.load(cached, allow_pickle=False) as arrays:
+      with np.load(io.BytesIO(storage.read_bytes(cached)), allow_pickle=False) as arrays:
         return {k: arrays[k] for k in arrays.files}
     except (OSError, ValueError, KeyError, EOFError):
       pass  # Not cached yet, or an unreadable cache file: index again.
     index = build(path)
     try:
-      os.makedirs(self.directory, exist_ok=True)
-      fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-      try:
-        with os.fdopen(fd, "wb") as f:
-          np.savez(f, **index)
-        os.replace(tmp, cached)
-      except BaseException:
-        os.unlink(tmp)
-        raise
+      buffer = io.BytesIO()
+      np.savez(buffer, **index)
+      storage.write_bytes(cached, buffer.getvalue())
     except OSError as e:
       if not self._warned:
         logging.warning("Cannot keep indexes in %s (%s); files are indexed on every open.",
