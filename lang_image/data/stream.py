@@ -1,15 +1,18 @@
 """The training stream: sources -> mixture -> shuffled records -> preprocessing -> batches.
 
     record r of the global stream = mix(shuffle_e(source_i) repeated, weights)[r]
-    process p of n reads records p, p + n, p + 2n, ...  (disjoint, together every record)
+    process p of n reads records b + p, b + p + n, ...  (disjoint, together every record
+                                                         from the base b on)
     each record -> pp ops with a generator seeded by (seed, r) -> a sample, or a skip reason
     the next `batch / n` good samples of process p -> its rows of the global batch
 
 Every record of the global stream is a pure function of (seed, r): grain's `MapDataset`
 gives random access to the shuffled, repeated, mixed sources. So the data position is how
-many records each process has consumed, saved with every checkpoint; a restored run reads on
-from there and sees exactly the batches an uninterrupted run would have, shuffling and
-augmentations included. A bad sample (unreadable image, missing or empty caption, ...) is
+many records each process has consumed since the base b, saved with every checkpoint; a
+restored run reads on from there and sees exactly the batches an uninterrupted run would have,
+shuffling and augmentations included. Restored by another number of processes, the stream
+continues at the first record not yet read: the new base is the number of records read
+(`continue_from`). A bad sample (unreadable image, missing or empty caption, ...) is
 skipped and counted per reason, and the batch is filled from the following records.
 """
 
@@ -90,12 +93,14 @@ class TrainStream:
 
     stream = records(dataset.train_sources, dataset.train_weights, seed,
                      shuffle=data_cfg.get("shuffle", True))
-    # Augmentations are seeded by the global record index, so they do not depend on how many
-    # processes read the stream.
-    self._records = stream.random_map(transform, seed=seed).slice(slice(proc, None, n_proc))
-    self.next_record, self.position, self.skipped = 0, 0, collections.Counter()
+    self.base, self.next_record, self.position = 0, 0, 0
+    self.skipped = collections.Counter()
     if state:
       self._restore(state, proc, n_proc)
+    # Augmentations are seeded by the global record index, so they do not depend on how many
+    # processes read the stream.
+    self._records = stream.random_map(transform, seed=seed).slice(
+        slice(self.base + proc, None, n_proc))
     self._logged = 0
     options = grain.ReadOptions(num_threads=data_cfg.threads,
                                 prefetch_buffer_size=data_cfg.prefetch)
@@ -104,6 +109,7 @@ class TrainStream:
 
   def _restore(self, state: dict, proc: int, n_proc: int) -> None:
     self.position = int(state.get("next_batch", 0))
+    self.base = int(state.get("base", 0))
     processes = state.get("processes")
     if processes is None and "next_record" in state:  # One process's own `state()`.
       processes = [state] * n_proc
@@ -114,17 +120,20 @@ class TrainStream:
       self.next_record = int(mine["next_record"])
       self.skipped.update({k: int(v) for k, v in mine.get("skipped", {}).items()})
     else:
-      # Another process count reads another interleaving of the stream; continue at the
-      # same global record count, which keeps epochs balanced though not identical.
-      total = sum(int(p["next_record"]) for p in processes)
-      self.next_record = total // n_proc
-      logging.warning("The data position was saved by %d processes and %d are reading now: "
-                      "the stream continues at the same number of records, not at the exact "
-                      "same batch.", len(processes), n_proc)
+      self.base, passed_over = continue_from(self.base, [int(p["next_record"])
+                                                         for p in processes])
+      if proc == 0:  # The run's totals per reason stay what they were.
+        for p in processes:
+          self.skipped.update({k: int(v) for k, v in p.get("skipped", {}).items()})
+      if passed_over:
+        logging.warning("The data position was saved by %d processes that had read unequal "
+                        "shares, and %d are reading now: the stream continues after the "
+                        "furthest record read, passing over %d unread records.",
+                        len(processes), n_proc, passed_over)
 
   def state(self) -> dict:
     """This process's position: records consumed, batches produced, skips per reason."""
-    return {"next_batch": self.position, "next_record": self.next_record,
+    return {"next_batch": self.position, "base": self.base, "next_record": self.next_record,
             "skipped": dict(sorted(self.skipped.items()))}
 
   def local_batch_at(self, next_record: int) -> tuple[dict, int]:
@@ -196,7 +205,24 @@ def gather_state(stream: TrainStream) -> dict:
     processes = [{"next_record": int(row[0]),
                   "skipped": {r: int(n) for r, n in zip(REASONS, row[1:]) if n}}
                  for row in table]
-  return {"next_batch": stream.position, "processes": processes}
+  return {"next_batch": stream.position, "base": stream.base, "processes": processes}
+
+
+def continue_from(base: int, next_records: list[int]) -> tuple[int, int]:
+  """Where a stream read by n processes (process p read records base + p + n k for
+  k < next_records[p]) continues when another number of processes takes over
+  -> (new base, records passed over unread).
+
+  When the records read are exactly base ... base + T - 1 (each process has read its share of
+  a prefix: always so for one process, and for many when skipped samples did not make their
+  counts drift apart), the new base is base + T: the next record. Otherwise it is the record
+  after the furthest one read, so that none is read twice, and the unread ones before it are
+  passed over."""
+  n = len(next_records)
+  total = sum(next_records)
+  end = max((base + p + n * (m - 1) + 1 for p, m in enumerate(next_records) if m > 0),
+            default=base)
+  return end, end - base - total
 
 
 def skipped_totals(stream: TrainStream) -> dict:

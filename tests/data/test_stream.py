@@ -210,3 +210,46 @@ def test_images_of_different_sizes_need_a_fixed_size_op():
     read(make(dataset(sources)), 3)
   fixed = make(dataset(sources, pp="decode|resize(8)|choose_caption|tokenize"))
   assert read(fixed, 3)[0]["image"].shape == (LOCAL, 8, 8, 3)
+
+
+def _global_stream(ds, batch, state=None, proc=0, n_proc=1):
+  """Unshuffled, so that the planted faults stay where they are put."""
+  mesh = parallel.make_mesh(ConfigDict(dict(data=-1, fsdp=1)))
+  return stream_lib.TrainStream(ds, data_cfg(shuffle=False), batch, parallel.batch_sharding(mesh), 0,
+                                state=state, process_index=proc, process_count=n_proc)
+
+
+def _rows(batches):
+  """Every row of some local batches as bytes (image, then text), sorted."""
+  return sorted(b["image"][i].tobytes() + b["text"][i].tobytes()
+                for b in batches for i in range(len(b["image"])))
+
+
+@pytest.mark.parametrize("pp", ["decode|choose_caption|tokenize", AUGMENTED])
+def test_another_process_count_continues_at_the_next_record(pp):
+  """Saved by 1 process after 3 batches of 16 (3 samples skipped on the way: 51 records, an
+  odd count), resumed by 2: together they read exactly the rows of the batches the 1 process
+  would have read next, augmentations included. (The faults all lie before the resume point: a fault after it is
+  skipped by whichever process reads it, which then reads one record further than its peer.)"""
+  ds = dataset([NumberSource(97, bad={i: "caption_missing" for i in range(5, 30, 11)})], pp=pp)
+  single = _global_stream(ds, 16)
+  read(single, 3)
+  saved = {"next_batch": 3, "base": 0, "processes": [single.state()]}
+  assert single.skipped["caption_missing"] >= 1
+  following = read(single, 2)
+  halves = [_global_stream(ds, 16, saved, p, 2) for p in range(2)]
+  assert [h.base for h in halves] == [saved["processes"][0]["next_record"]] * 2
+  # The run's skip counts carry over once (on process 0).
+  assert dict(halves[0].skipped) == saved["processes"][0]["skipped"] and not halves[1].skipped
+  resumed = [read(h, 2) for h in halves]
+  assert _rows(following) == _rows(resumed[0] + resumed[1])
+
+
+def test_where_a_stream_continues_when_the_process_count_changes():
+  # One process, or shares of a prefix: the next record, nothing passed over.
+  assert stream_lib.continue_from(0, [5]) == (5, 0)
+  assert stream_lib.continue_from(10, [3, 3]) == (16, 0)
+  assert stream_lib.continue_from(0, [3, 2]) == (5, 0)  # read 0, 2, 4 and 1, 3
+  # Unequal shares (different skips): after the furthest record read; record 4 is passed over.
+  assert stream_lib.continue_from(0, [2, 3]) == (6, 1)  # read 0, 2 and 1, 3, 5
+  assert stream_lib.continue_from(7, [0, 0]) == (7, 0)
