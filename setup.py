@@ -46,5 +46,12 @@ setuptools.setup(
         # Importing and exporting OpenAI / open_clip / Hugging Face CLIP weights
         # (lang_image/interop); torch 2.13.0 installs the CPU build here.
         "interop": ["torch==2.13.0", "transformers==5.23.0", "safetensors==0.8.0"],
+        # Accelerators, with the same jax (pins from jax 0.10.2's own [tpu] and [cuda12]
+        # extras; docs/accelerators.md). The default install above is the CPU jaxlib.
+        "tpu": ["jax[tpu]==0.10.2", "libtpu==0.0.42.1"],
+        "cuda12": ["jax[cuda12]==0.10.2", "jax-cuda12-plugin[with-cuda]==0.10.2",
+                   "jax-cuda12-pjrt==0.10.2"],
+        # gs:// workdirs: Orbax asks google-cloud-storage about the bucket (lang_image/storage.py).
+        "gcs": ["google-cloud-storage==3.17.2"],
     },
 )
