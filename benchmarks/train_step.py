@@ -26,7 +26,8 @@ PyTorch: float32; bf16_autocast (torch.autocast(bfloat16)).
 Models (--model): "bench", the CPU benchmark model (ViT 64 px, patch 8, width 256, depth 6,
 4 heads, MLP 1024; text 32 tokens, width 256, depth 6; embedding 256; vocabulary 32000);
 "B/16", ViT-B/16 at 224 px with the 12-layer 512-wide text tower over 77 tokens
-(embedding 512, vocabulary 49408). `--objective=clip,nclip,xclip,rankclip` times each
+(embedding 512, vocabulary 49408); "smoke", a toy for benchmarks/device_check.sh --smoke.
+`--objective=clip,nclip,xclip,rankclip` times each
 objective and reports its step time relative to the first.
 
 `--compile_only` compiles every variant from abstract shapes (nothing is allocated or run)
@@ -56,6 +57,9 @@ PRESETS = {
                   image_size=64, max_len=32, embed_dim=256, vocab_size=32000),
     "B/16": dict(arg_model="B/16", image="B/16", text="B", image_size=224, max_len=77,
                  embed_dim=512, vocab_size=49408),
+    # benchmarks/device_check.sh --smoke: every code path in seconds on a CPU.
+    "smoke": dict(arg_model="mu/8", image="w64-d2-h2-mlp128/8", text="w64-d2-h2-mlp128",
+                  image_size=32, max_len=16, embed_dim=64, vocab_size=1000),
 }
 PRECISIONS = {  # name -> (config.model.dtype, config.model.matmul_precision)
     "float32": ("float32", "default"),
