@@ -48,3 +48,17 @@ def saved_state(workdir, step):
   tree = getattr(getattr(metadata, "item_metadata", metadata), "tree", metadata)
   args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
   return checkpointer.restore(path, restore_args=args)
+
+
+def train_losses(workdir):
+  """{step: train/loss} from a run's TensorBoard event files."""
+  import glob
+  from tensorboard.backend.event_processing import event_accumulator
+  import tensorflow as tf
+  losses = {}
+  for path in sorted(glob.glob(os.path.join(workdir, "events.out.tfevents.*"))):
+    acc = event_accumulator.EventAccumulator(path, size_guidance={"tensors": 0})
+    acc.Reload()
+    losses.update({e.step: float(tf.make_ndarray(e.tensor_proto))
+                   for e in acc.Tensors("train/loss")})
+  return losses

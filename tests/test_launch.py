@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from cli_runs import saved_state
+from cli_runs import saved_state, train_losses
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = os.path.join(ROOT, "launch")
@@ -215,18 +215,6 @@ def launch_local(processes, devices, workdir, data_dir, logdir, zero_shot=True):
   return run([sys.executable, os.path.join(LAUNCH, "local.py"), f"--processes={processes}",
               f"--devices={devices}", f"--logdir={logdir}", "--",
               *main_args(workdir, data_dir, zero_shot)], timeout=600)
-
-
-def train_losses(workdir):
-  from tensorboard.backend.event_processing import event_accumulator
-  import tensorflow as tf
-  losses = {}
-  for path in sorted(glob.glob(os.path.join(workdir, "events.out.tfevents.*"))):
-    acc = event_accumulator.EventAccumulator(path, size_guidance={"tensors": 0})
-    acc.Reload()
-    losses.update({e.step: float(tf.make_ndarray(e.tensor_proto))
-                   for e in acc.Tensors("train/loss")})
-  return losses
 
 
 @pytest.fixture(scope="module")
