@@ -1,5 +1,5 @@
 """Paths that may live on cloud storage: the workdir, the data directory (shard index cache,
-tokenizers), tokenizer files and evaluation outputs.
+tokenizers), webdataset shards, tokenizer files and evaluation outputs.
 
 A path is either local (made absolute, `~` expanded) or a URL whose scheme etils.epath serves
 (`gs://`, `s3://`, `az://`, `hf://`): epath reaches them through tf.io.gfile when TensorFlow is
@@ -14,6 +14,7 @@ through a temporary file and a rename, and `append_text` rewrites a remote file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -121,6 +122,42 @@ def append_text(p, text: str) -> None:
     return
   old = read_text(p) if exists(p) else ""
   write_text(p, old + text)
+
+
+def size_and_mtime(p) -> tuple[int, int]:
+  """(bytes, modification time in ns; seconds precision for a URL) of a file."""
+  if not is_remote(p):
+    st = os.stat(os.fspath(p))
+    return st.st_size, st.st_mtime_ns
+  st = path(p).stat()
+  return int(st.length), int(st.mtime) * 10**9
+
+
+@contextlib.contextmanager
+def ranged_reader(p):
+  """read(offset, size) -> bytes on one open file, for reading members out of a large file:
+  pread on a local file (safe from several threads), seek and read on a URL."""
+  if not is_remote(p):
+    fd = os.open(os.fspath(p), os.O_RDONLY)
+    try:
+      yield lambda offset, size: os.pread(fd, size, offset)
+    finally:
+      os.close(fd)
+    return
+  with path(p).open("rb") as f:
+    def read(offset, size):
+      f.seek(offset)
+      return f.read(size)
+    yield read
+
+
+def glob_url(pattern: str) -> list[str]:
+  """The URLs matching `pattern`, whose wildcards (* ? [) must lie in its last component."""
+  directory, _, name = pattern.rpartition("/")
+  if any(c in directory for c in "*?["):
+    raise StorageError(f"'{pattern}' has wildcards before its last '/', which lang_image "
+                       "cannot expand on cloud storage; list the directories explicitly.")
+  return sorted(os.fspath(m) for m in path(directory).glob(name))
 
 
 def listdir(p) -> list[str]:

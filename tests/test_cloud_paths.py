@@ -75,15 +75,16 @@ def test_main_refuses_an_unknown_scheme_before_training_and_makes_no_folder(tmp_
   assert os.listdir(tmp_path) == []
 
 
-def _run_on_fake_bucket(store, cwd, data, steps=4):
-  """main.py through tests/fake_gcs.py: workdir gs://bucket/run, data dir gs://bucket/data."""
+def _run_on_fake_bucket(store, cwd, spec, steps=4):
+  """main.py through tests/fake_gcs.py: workdir gs://bucket/run, data dir gs://bucket/data,
+  training (and evaluation) data `spec`."""
   command = [sys.executable, os.path.join(ROOT, "tests", "fake_gcs.py"),
              os.path.join(ROOT, "main.py"),
-             f"--config={ROOT}/configs/clip.py:steps={steps},batch=16,data={data.spec}",
+             f"--config={ROOT}/configs/clip.py:steps={steps},batch=16,data={spec}",
              "--workdir=gs://bucket/run", "--config.data.data_dir=gs://bucket/data",
              "--config.data.vocab_size=300", "--config.model.image_size=32",
              "--config.log_every=1", "--config.checkpoint_every=2",
-             f"--config.eval.dataset={data.spec}", "--config.eval.source_examples=32",
+             f"--config.eval.dataset={spec}", "--config.eval.source_examples=32",
              "--config.eval.batch_size=32", "--config.eval.linear_probe=False",
              "--config.eval.knn=False"]
   env = dict(cli_runs.env(), LANG_IMAGE_FAKE_GCS_ROOT=str(store))
@@ -91,8 +92,8 @@ def _run_on_fake_bucket(store, cwd, data, steps=4):
 
 
 @pytest.mark.slow
-def test_trains_and_resumes_with_workdir_and_data_dir_in_a_gs_bucket(tmp_path):
-  """A run whose --workdir and config.data.data_dir are gs:// URLs, offline.
+def test_trains_and_resumes_with_workdir_data_dir_and_shards_in_a_gs_bucket(tmp_path):
+  """A run whose --workdir, config.data.data_dir and webdataset shards are gs:// URLs, offline.
 
   Why this filesystem: every library here reaches storage through etils.epath, which knows
   only gs://, s3://, az:// and hf:// (fsspec's memory:// and tf.io.gfile's ram:// are refused
@@ -106,15 +107,16 @@ def test_trains_and_resumes_with_workdir_and_data_dir_in_a_gs_bucket(tmp_path):
 
   It trains 4 steps (checkpoints at 2 and 4), deletes checkpoint 4 and resumes from 2, and
   checks that the resumed step-4 parameters equal the first run's bit for bit; that the
-  webdataset index cache, the tokenizer trained on first use, the evaluation JSON, pictures,
-  TensorBoard events, train_metrics.jsonl and config.json are all in the bucket; and that
-  no folder named after a URL scheme appears anywhere.
+  shards' index cache, the tokenizer trained on first use, the evaluation JSON, pictures,
+  TensorBoard events, train_metrics.jsonl and config.json are all in the bucket (the shards
+  are only there); and that no folder named after a URL scheme appears anywhere.
   """
   store, cwd = tmp_path / "store", tmp_path / "cwd"
   (store / "bucket").mkdir(parents=True)
   cwd.mkdir()
-  data = data_fixtures.write_wds(str(tmp_path / "wds"), shards=2)
-  first = _run_on_fake_bucket(store, cwd, data)
+  data_fixtures.write_wds(str(store / "bucket" / "shards"), shards=2)
+  spec = "wds:gs://bucket/shards/{00000..00001}.tar"
+  first = _run_on_fake_bucket(store, cwd, spec)
   assert first.returncode == 0, first.stderr[-3000:]
   run = store / "bucket" / "run"
   assert sorted(os.listdir(run / "checkpoints")) == ["2", "4"]
@@ -126,7 +128,7 @@ def test_trains_and_resumes_with_workdir_and_data_dir_in_a_gs_bucket(tmp_path):
   state = cli_runs.saved_state(str(run), 4)
 
   shutil.rmtree(run / "checkpoints" / "4")
-  resumed = _run_on_fake_bucket(store, cwd, data)
+  resumed = _run_on_fake_bucket(store, cwd, spec)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert "Resumed from checkpoint step 2 in gs://bucket/run/checkpoints" in resumed.stderr
   for a, b in zip(jax.tree.leaves(state["params"]),

@@ -17,6 +17,7 @@ import abc
 import hashlib
 import io
 import os
+import posixpath
 
 from absl import logging
 import numpy as np
@@ -119,6 +120,14 @@ def _one_caption(value) -> str:
 def read_file(path: str, offset: int = 0, size: int = -1) -> bytes:
   """`size` bytes of `path` from `offset` (all of it by default), read with pread on a file
   opened for this call alone."""
+  if storage.is_remote(path):
+    if size < 0:
+      size = storage.size_and_mtime(path)[0] - offset
+    with storage.ranged_reader(path) as read:
+      data = read(offset, size)
+    if len(data) != size:
+      raise OSError(f"{path} ends before byte {offset + size}")
+    return data
   fd = os.open(path, os.O_RDONLY)
   try:
     if size < 0:
@@ -151,10 +160,10 @@ class IndexCache:
     self._warned = False
 
   def _path(self, path: str, kind: str) -> str:
-    st = os.stat(path)
-    ident = f"{kind}\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{_INDEX_VERSION}"
+    size, mtime = storage.size_and_mtime(path)
+    ident = f"{kind}\0{storage.join(path)}\0{size}\0{mtime}\0{_INDEX_VERSION}"
     digest = hashlib.sha1(ident.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-    return storage.join(self.directory, f"{os.path.basename(path)}.index-{digest}.npz")
+    return storage.join(self.directory, f"{posixpath.basename(path)}.index-{digest}.npz")
 
   def get(self, path: str, kind: str, build) -> dict:
     """The cached index of `path`, or `build(path)` (then cached). Errors of os.stat and of

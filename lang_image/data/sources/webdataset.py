@@ -28,6 +28,8 @@ import tarfile
 from absl import logging
 import numpy as np
 
+from lang_image import storage
+
 from lang_image.data.sources.base import (BadSample, DataError, IndexCache, Source, caption_text,
                                           check_index)
 
@@ -57,10 +59,11 @@ def expand_patterns(patterns: str) -> list[str]:
     expanded = []
     for path in _expand_ranges(pattern):
       if any(c in path for c in "*?["):
-        expanded.extend(sorted(glob.glob(path)))
+        expanded.extend(storage.glob_url(path) if storage.is_remote(path)
+                        else sorted(glob.glob(path)))
       else:
         expanded.append(path)
-    if not any(os.path.exists(p) for p in expanded):
+    if not any(storage.exists(p) for p in expanded):
       raise DataError(f"shard pattern '{pattern}' matches no file; check the path, or "
                       "quote the spec so the shell does not expand it.")
     paths.extend(expanded)
@@ -97,11 +100,11 @@ def index_tar(path: str) -> dict:
   "offsets", "sizes": int64 [n, e] (-1 where a sample has no member of that extension)}, the
   samples in the order of their first member.
   """
-  file_size = os.stat(path).st_size
+  file_size = storage.size_and_mtime(path)[0]
   samples: dict[str, dict[str, tuple[int, int]]] = {}
   exts: dict[str, int] = {}
   try:
-    with tarfile.open(path, mode="r:") as tar:
+    with storage.path(path).open("rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
       for info in tar:
         if not info.isfile():
           continue
@@ -219,9 +222,8 @@ class WebDatasetSource(Source):
     image_col = next((c for c in shard.image_cols if offsets[c] >= 0), -1)
     if image_col < 0:
       raise BadSample("image_missing", f"no member with extension {'/'.join(self.image_exts)}")
-    fd = os.open(shard.path, os.O_RDONLY)
-    try:
-      read = lambda col: _pread(fd, int(offsets[col]), int(sizes[col]))
+    with storage.ranged_reader(shard.path) as read_range:
+      read = lambda col: _read_member(read_range, int(offsets[col]), int(sizes[col]))
       meta = None
       if shard.json_col >= 0 and offsets[shard.json_col] >= 0:
         meta = _parse_json(read(shard.json_col))
@@ -234,8 +236,6 @@ class WebDatasetSource(Source):
           caption = meta[field]
           break
       record = {"image": read(image_col), "caption": caption_text(caption), "key": key}
-    finally:
-      os.close(fd)
     if meta is not None:
       record["json"] = meta
     return record
@@ -258,8 +258,8 @@ def _index_or_problem(path: str, cache: IndexCache):
     return None, str(e.strerror or e)
 
 
-def _pread(fd: int, offset: int, size: int) -> bytes:
-  data = os.pread(fd, size, offset)
+def _read_member(read_range, offset: int, size: int) -> bytes:
+  data = read_range(offset, size)
   if len(data) != size:
     raise OSError(f"shard ends inside a member (wanted {size} bytes at {offset})")
   return data
