@@ -15,6 +15,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from lang_image import config as config_lib  # noqa: E402
+from lang_image.errors import ConfigError  # noqa: E402
 from lang_image import distributed  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -39,7 +40,7 @@ def parse_flags(argv):
     if spec:  # config_flags defers file errors to first use; surface them now.
       config_lib.load_config_file(spec)
     return flags.FLAGS(argv)
-  except config_lib.ConfigError as e:
+  except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   except Exception as e:  # config_flags raises assorted types for bad overrides.
@@ -54,7 +55,7 @@ def _explain_flag_error(argv):
     return None
   try:
     config = config_lib.load_config_file(spec)
-  except config_lib.ConfigError as e:
+  except ConfigError as e:
     return str(e)
   for arg in argv:
     if arg.startswith("--config."):
@@ -74,14 +75,14 @@ def main(argv):
     if jax.process_index() > 0:  # One voice: the other processes speak only of trouble.
       logging.set_verbosity(logging.WARNING)
     config_lib.validate(config, _WORKDIR.value)
-  except config_lib.ConfigError as e:
+  except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   # Imported after validation so that bad input fails fast.
   from lang_image import train
   try:
     metrics = train.run(config, _WORKDIR.value)
-  except config_lib.ConfigError as e:
+  except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   except train.TrainingError as e:

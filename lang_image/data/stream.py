@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 from lang_image.data.sources.base import REASONS, BadSample
 
 # How many skipped samples are logged one by one (with their key) per process; the rest only
@@ -89,7 +89,7 @@ class TrainStream:
         return {"skipped": e.reason, "key": record.get("key", "?"), "detail": e.detail}
 
     stream = records(dataset.train_sources, dataset.train_weights, seed,
-                     shuffle=data_cfg.get("shuffle", True))
+                     shuffle=data_cfg.shuffle)
     # Augmentations are seeded by the global record index, so they do not depend on how many
     # processes read the stream.
     self._records = stream.random_map(transform, seed=seed).slice(slice(proc, None, n_proc))

@@ -25,7 +25,8 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from lang_image.evaluators import eval_sets, knn, linear_probe, retrieval, zero_shot
-from lang_image.evaluators import tfds_sets  # noqa: F401  (registers the tfds eval sets)
+# Importing a loader's module registers its eval sets.
+from lang_image.evaluators import shapes_sets, source_sets, tfds_sets  # noqa: F401
 
 TASKS = ("zero_shot", "retrieval", "linear_probe", "knn")
 
@@ -61,7 +62,7 @@ class Evaluator:
   def __init__(self, dataset, eval_cfg, sharding, eval_set: eval_sets.EvalSet | None = None):
     self.tasks = [t for t in TASKS if eval_cfg[t]]
     probes = "linear_probe" in self.tasks or "knn" in self.tasks
-    self.eval_set = eval_set or eval_sets.embedded(dataset, eval_cfg, probes=probes)
+    self.eval_set = eval_set or shapes_sets.embedded(dataset, eval_cfg, probes=probes)
     es = self.eval_set
     skip = {"zero_shot": es.classes is None or es.test.labels is None,
             "retrieval": es.captions is None,

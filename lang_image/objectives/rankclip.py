@@ -32,7 +32,7 @@ B_local x B matrices of them would not fit at large batches.
 import jax
 import jax.numpy as jnp
 
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 from lang_image.objectives import global_batch as gb
 
 EMBEDDING = "towers"

@@ -97,7 +97,7 @@ def test_bad_sample_and_data_error():
   assert (e.reason, e.detail) == ("json_invalid", "line 3")
   with pytest.raises(AssertionError):
     BadSample("no_such_reason")
-  from lang_image.config import ConfigError
+  from lang_image.errors import ConfigError
   assert issubclass(DataError, ConfigError)
   assert set(base.REASONS) >= {r for f in fx.JSONL_FAULTS + fx.WDS_FAULTS
                                for r in [f.partition("/")[0]]}

@@ -11,7 +11,7 @@ import pytest
 from ml_collections import ConfigDict
 
 from lang_image import objectives, parallel
-from lang_image.objectives import loss_program as lp
+from benchmarks import loss_program as lp
 
 NCLIP = {"prototypes": 64, "hidden_dim": 32, "bottleneck_dim": 16}
 SETUPS = {

@@ -25,6 +25,7 @@ import os
 from absl import logging
 import numpy as np
 
+from lang_image.data.sources.registry import SourceKind, register
 from lang_image.data.sources.base import (BadSample, DataError, Source, caption_text,
                                           check_index, read_file)
 
@@ -174,3 +175,9 @@ class JsonlSource(_TableSource):
     if not isinstance(obj, dict):
       raise BadSample("json_invalid", f"the line holds a {type(obj).__name__}, not an object")
     return obj.get(self.image_key), obj.get(self.text_key)
+
+
+register(SourceKind("csv", "csv:/data/cc3m/train.csv", lambda spec, o: CsvSource(
+    spec, image_key=o.image_key, text_key=o.text_key, separator=o.csv_separator)))
+register(SourceKind("jsonl", "jsonl:/data/pairs/train.jsonl", lambda spec, o: JsonlSource(
+    spec, image_key=o.image_key, text_key=o.text_key)))

@@ -1,0 +1,37 @@
+"""`check_config(config.data)`: the data spec, preprocessing and directories, checked before
+anything compiles (the sources themselves are opened, and so checked, later but still before
+the first compile)."""
+
+from __future__ import annotations
+
+import os
+
+from lang_image.data import pipeline, sources
+from lang_image.data import preprocess as preprocess_lib
+from lang_image.errors import ConfigError
+
+
+def check_config(data_cfg) -> None:
+  """Raises ConfigError with one sentence for the first problem of `config.data`."""
+  _check_data_dir(data_cfg.data_dir)
+  for spec, _ in pipeline.parse_mixture(data_cfg.name):
+    try:
+      sources.kind_of(spec)
+    except sources.DataError:
+      raise ConfigError(f"config.data.name '{spec}' names no known data: use one of "
+                        f"{sources.registry.describe_known()}.") from None
+  preprocess_lib.parse(data_cfg.pp or pipeline.default_pp(data_cfg.name))
+  if int(data_cfg.threads) < 1:
+    raise ConfigError(f"config.data.threads must be at least 1, got {data_cfg.threads}.")
+
+
+def _check_data_dir(path: str) -> None:
+  if not path:  # The default cache directory is created on first use.
+    return
+  if not os.path.isdir(path):
+    raise ConfigError(f"data directory '{path}' does not exist; create it, point "
+                      "config.data.data_dir at the right place, or leave it empty for the "
+                      "default cache.")
+  if not os.access(path, os.R_OK | os.X_OK):
+    raise ConfigError(f"data directory '{path}' is not readable; fix its permissions or "
+                      "choose another config.data.data_dir.")
