@@ -16,6 +16,9 @@ import tempfile
 import numpy as np
 import sentencepiece as spm
 
+from lang_image.data.sources.base import BadSample
+from lang_image.interop import bpe
+
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 
 
@@ -119,7 +122,6 @@ def load(path: str):
   with vocab.json and merges.txt, or bpe_simple_vocab_16e6.txt.gz) read by
   lang_image.interop.bpe. Both encode(texts, max_len) to int32 rows ending in end-of-text."""
   if os.path.isdir(path) or path.endswith((".txt", ".txt.gz")):
-    from lang_image.interop import bpe
     return bpe.BpeTokenizer.from_path(path)
   return Tokenizer(path)
 
@@ -129,7 +131,6 @@ def source_captions(sources, weights=None, limit: int = 200_000,
   """Up to `limit` captions of the sources, split between them by weight and spread evenly
   over each (every k-th sample); every caption of a sample with several. Faulty samples are
   passed over and counted in `skipped` (reason -> count)."""
-  from lang_image.data.sources.base import BadSample
   weights = weights or [1.0] * len(sources)
   total = sum(weights)
   for source, weight in zip(sources, weights):
