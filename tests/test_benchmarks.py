@@ -48,3 +48,16 @@ def test_train_step_benchmark_reports_consistent_figures_for_jax_and_the_torch_p
   for name, by_kind in report["profile"].items():
     assert sum(by_kind.values()) > 0.3 * variants[name]["step_s"], (name, by_kind)
   assert report["profile"]["lang_image bf16_f32acc"]["ynn dot"] > 0
+
+
+def test_rankclip_forms_benchmark_reports_the_gap_between_the_two_list_mle_forms():
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "benchmarks", "rankclip_forms.py"),
+       "--batches=12", "--dims=64", "--seeds=1", "--json"],
+      capture_output=True, text=True, timeout=600, cwd=ROOT)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout)
+  assert len(report["rows"]) == 4                    # 2 scales x 2 kinds of embeddings
+  initial, large = report["max_by_scale"]["14.29"], report["max_by_scale"]["54"]
+  assert 0 < initial["loss"] < 1e-2 < large["loss"]  # the eps matters at 54, hardly at 14.3
+  assert all(0 <= row["tails"] <= 1 for row in report["rows"])
