@@ -2,7 +2,8 @@
 learned critic (Shrivastava et al., AISTATS 2023).
 
 Zero-shot and retrieval use the critic's blocks. Switches:
---config.objectives.cliplite.negatives=roll|shuffle, --config.objectives.cliplite.prior_weight=0.1.
+--config.objectives.cliplite.negatives=roll|shuffle, --config.objectives.cliplite.prior_weight=0.1
+(image and text prior discriminators, as the released config; text_prior=False for the image one).
 
 Laptop CPU, embedded data (a few minutes):
     python main.py --config=configs/cliplite.py --workdir=/tmp/cliplite

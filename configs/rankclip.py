@@ -1,7 +1,9 @@
 """RankCLIP: CLIP plus list-wise ranking consistency (Zhang et al., arXiv 2404.09387).
 
 L = L_CLIP + w (lambda_cross L_cross + lambda_in L_in), with the official code's constants
-by default (`variant=code`) or the paper's (`--config.objectives.rankclip.variant=paper`).
+and ListMLE numerics by default (`variant=code`) or the paper's
+(`--config.objectives.rankclip.variant=paper`); `--config.objectives.rankclip.list_mle=exact`
+keeps the code's constants with the exact Plackett-Luce ListMLE.
 
 Laptop CPU, embedded data (a few minutes):
     python main.py --config=configs/rankclip.py --workdir=/tmp/rankclip
