@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 from lang_image.objectives import global_batch as gb
 
 EMBEDDING = "towers"

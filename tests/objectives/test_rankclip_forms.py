@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from lang_image import objectives
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 from lang_image.objectives import Context, rankclip
 
 EPS = 1e-10

@@ -9,7 +9,7 @@ import pytest
 from ml_collections import ConfigDict
 
 from lang_image import parallel
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 from lang_image.objectives import check_config, siglip
 
 
