@@ -41,8 +41,9 @@ Two forms of ListMLE (`list_mle`; "by_variant", the default, takes the variant's
       it, i.e. once the predictions of the rest of the list lie more than ln(1e10) = 23
       below the row's maximum. At the initial scale (1/0.07) that is rare; at large scales
       it is the rule for the in-modal lists, whose diagonal (s) leads every row: each such
-      position then costs (max - a_k) - 23 instead of about 0, and its gradient pulls a_k
-      towards the row's maximum (benchmarks/rankclip_forms.py measures the gap).
+      position then costs about (max - a_k) - 23 whatever the order of the rest of its list,
+      log(1e-10 / suffix sum) more than the exact form, and its gradient pulls a_k towards
+      the row's maximum (benchmarks/rankclip_forms.py measures the gap).
 
 The default is variant="code" with the released form: the paper's results were trained with
 that code, and the default reproduces its objective, eps included; the exact form is one
