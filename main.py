@@ -35,6 +35,10 @@ class _OwnInfoOnly(logging.logging.Filter):
 
 def parse_flags(argv):
   """absl flag parsing, with one clear sentence instead of a traceback for bad --config.*."""
+  repeated = repeated_flag_message(argv[1:])
+  if repeated:
+    print(f"error: {repeated}", file=sys.stderr)
+    sys.exit(2)
   spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
   try:
     if spec:  # config_flags defers file errors to first use; surface them now.
@@ -47,6 +51,27 @@ def parse_flags(argv):
     message = _explain_flag_error(argv) or str(e).strip().splitlines()[-1]
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def repeated_flag_message(args):
+  """One sentence if --config, --workdir or a --config.field override is given more than once
+  (absl would keep the last silently), else None."""
+  seen = {}
+  for arg in args:
+    if arg == "--":
+      break
+    name = arg.split("=", 1)[0]
+    if name in ("--config", "--workdir") or name.startswith("--config."):
+      seen.setdefault(name, []).append(arg)
+  for name, given in seen.items():
+    if len(given) > 1:
+      shown = ", ".join(given[:3]) + (", ..." if len(given) > 3 else "")
+      return (f"{name} is given {len(given)} times ({shown}), and absl would keep only the "
+              "last: an unquoted brace pattern such as {00000..00003} is expanded by the shell "
+              "into one flag per item, or the flag is repeated; quote the value (e.g. "
+              "--config='configs/clip.py:data=wds:/data/{00000..00003}.tar') and give the flag "
+              "once.")
+  return None
 
 
 def _explain_flag_error(argv):

@@ -237,10 +237,12 @@ def test_wds_truncated_header(tmp_path):
     sources.open_source(planted.spec)
 
 
-@pytest.mark.parametrize("separator", [",", "\t"])
-def test_csv_records(tmp_path, separator):
+# How csv_separator may be given (backslash-t is what bash passes for '\t') -> the separator.
+@pytest.mark.parametrize("given, separator", [(",", ","), ("\t", "\t"), ("\\t", "\t"),
+                                              ("tab", "\t"), (";", ";")])
+def test_csv_records(tmp_path, given, separator):
   planted = fx.write_csv(str(tmp_path), separator=separator)
-  source = sources.open_source(planted.spec, csv_separator=separator)
+  source = sources.open_source(planted.spec, csv_separator=given)
   check_planted(source, planted)
   quoted = source[5]["caption"]
   assert separator in quoted and '"' in quoted and "\n" in quoted
@@ -261,6 +263,8 @@ def test_csv_columns(tmp_path):
   check_planted(source, planted)
   with pytest.raises(DataError, match="csv_separator"):
     sources.open_source(planted.spec, csv_separator="\t")
+  with pytest.raises(DataError, match="'tabs' is not one character; use e.g."):
+    sources.open_source(planted.spec, csv_separator="tabs")
   with pytest.raises(DataError, match="nothing.csv"):
     sources.open_source(f"csv:{tmp_path}/nothing.csv")
 
