@@ -10,7 +10,7 @@ Laptop CPU, embedded data (a few minutes):
 
 At scale:
     python main.py --config=configs/cliplite.py:model=B/16,batch=32768,steps=100000 \
-        --workdir=gs://bucket/cliplite_b16
+        --workdir=/mnt/shared/cliplite_b16
 """
 
 from configs import common
