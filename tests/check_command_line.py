@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import main as entry  # noqa: E402  (the repository's main.py)
 from lang_image import config as config_lib  # noqa: E402
+from lang_image.errors import ConfigError  # noqa: E402
 
 
 def describe(args):
@@ -31,7 +32,7 @@ def describe(args):
       from lang_image.data import pipeline
       opened, _ = pipeline.open_sources(config.data)
       sources = [{"records": len(s), "shards": len(getattr(s, "shards", ()))} for s in opened]
-  except config_lib.ConfigError as e:
+  except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   return {"objectives": sorted(config.objectives), "model": config.model.image,
