@@ -7,8 +7,8 @@ Arg string keys (e.g. `configs/clip.py:model=B/16,batch=32768,steps=100000`):
   steps  number of optimizer steps.
   res    image resolution (default: 64 for the mu CPU model, 224 otherwise).
   data   the training data: 'shapes' (the embedded dataset, generated on first use) or a
-         source such as wds:/data/{00000..00099}.tar, csv:/data/train.csv (README "Your own
-         data").
+         source such as wds:/data/{00000..00099}.tar, csv:/data/train.csv (README "Data",
+         docs/data.md).
   seed   seed of parameters, data order and every random choice.
 """
 
@@ -105,8 +105,8 @@ def base(args) -> ml_collections.ConfigDict:
   shapes = args.data == "shapes"
   c.data = ml_collections.ConfigDict(dict(
       # 'shapes' (embedded), wds:/path/{00000..00099}.tar, csv:/path.csv, jsonl:/path.jsonl,
-      # tfds:name[/config]:split, or a mixture '0.7*wds:...;0.3*csv:...' (README "Your own
-      # data").
+      # tfds:name[/config]:split, or a mixture '0.7*wds:...;0.3*csv:...' (README "Data",
+      # docs/data.md).
       name=args.data,
       # Preprocessing ops joined by '|' (lang_image/data/ops.py); sizes default to the
       # model's image_size. Empty means the default of the data's kind (config.DEFAULT_PP):
