@@ -121,7 +121,7 @@ def open_tokenizer(data_cfg, train_sources) -> object:
   if data_cfg.tokenizer:
     if not os.path.exists(data_cfg.tokenizer):
       raise ConfigError(f"tokenizer '{data_cfg.tokenizer}' does not exist; build one with "
-                        "python -m lang_image.data.tokenizer --source=... --output=PATH, or "
+                        "python -m lang_image.train_tokenizer --source=... --output=PATH, or "
                         "leave config.data.tokenizer empty to train one on first use.")
     return tokenizer_lib.load(data_cfg.tokenizer)
   mixture = parse_mixture(data_cfg.name)
