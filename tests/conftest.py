@@ -26,6 +26,17 @@ def tiny_data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_scenes_dir(tmp_path_factory):
+  """The scenes benchmark's 'tiny' variant and its tokenizer, generated once per session."""
+  from lang_image.data import scenes_tfds
+  from lang_image.data.sources import scenes_source
+  path = str(tmp_path_factory.mktemp("scenes"))
+  scenes_tfds.prepare(path, "tiny")
+  scenes_source.scenes_tokenizer(path, "tiny", 1000)
+  return path
+
+
+@pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, tiny_data_dir):
   """One finished training run from the command line, shared by the tests that need a trained
   model: CLIP, 60 steps on the tiny data, 1 device, checkpoints and evaluations at steps 30

@@ -76,7 +76,8 @@ def source_options(data_cfg) -> sources_lib.SourceOptions:
       image_key=data_cfg.image_key, text_key=data_cfg.text_key,
       csv_separator=data_cfg.csv_separator, skip_bad_shards=data_cfg.skip_bad_shards,
       tfds_data_dir=data_cfg.tfds_data_dir or None,
-      index_cache_dir=os.path.join(root, "index"), data_dir=root, variant=data_cfg.variant)
+      index_cache_dir=os.path.join(root, "index"), data_dir=root, variant=data_cfg.variant,
+      caption_noise=float(data_cfg.get("caption_noise", 0.0)))
 
 
 @dataclasses.dataclass

@@ -1,4 +1,9 @@
 """Rasterising scenes of simple shapes: anti-aliased polygons and discs over a noisy background.
+
+An object may carry a `texture` (TEXTURES; solid when absent): dark diagonal stripes, dark
+dots, or hollow (only a ring of its outline is painted). Each keeps the object one connected
+blob in its own colour for most of its pixels (a hollow object's outline is _OUTLINE pixels
+wide).
 """
 
 from __future__ import annotations
@@ -39,8 +44,16 @@ def _outline(shape: str, angle: float) -> np.ndarray:
   return pts @ np.array([[c, s], [-s, c]])
 
 
-def _coverage(obj: dict, image_size: int) -> tuple[np.ndarray, int, int]:
-  """Anti-aliased coverage mask of one object and its top-left pixel."""
+TEXTURES = ("solid", "striped", "dotted", "hollow")
+# Width in pixels of a hollow object's outline.
+_OUTLINE = 2
+# How much darker the stripes and dots are than the object's colour.
+_PATTERN_SHADE = 0.6
+
+
+def _coverage(obj: dict, image_size: int, outline: int = 0) -> tuple[np.ndarray, int, int]:
+  """Anti-aliased coverage mask of one object (only a band `outline` pixels wide inside its
+  edge, if given) and its top-left pixel."""
   radius = obj["diameter"] / 2
   x0 = max(int(math.floor(obj["cx"] - radius)) - 1, 0)
   y0 = max(int(math.floor(obj["cy"] - radius)) - 1, 0)
@@ -54,10 +67,16 @@ def _coverage(obj: dict, image_size: int) -> tuple[np.ndarray, int, int]:
   cx, cy, r = (obj["cx"] - x0) * k, (obj["cy"] - y0) * k, radius * k
   if obj["shape"] == "circle":
     r *= 0.88
-    draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
+    if outline:
+      draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=255, width=outline * k)
+    else:
+      draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
   else:
     pts = _outline(obj["shape"], obj["angle"]) * r + (cx, cy)
-    draw.polygon([tuple(p) for p in pts], fill=255)
+    if outline:
+      draw.polygon([tuple(p) for p in pts], outline=255, width=outline * k)
+    else:
+      draw.polygon([tuple(p) for p in pts], fill=255)
   small = canvas.resize((side, side), Image.BOX)
   return np.asarray(small, np.float32) / 255.0, x0, y0
 
@@ -81,7 +100,23 @@ def render(objects: list[dict], rng: np.random.Generator, colours: dict,
                    for b in blotch], -1)
   for obj in objects:
     colour = np.array(colours[obj["colour"]]) + rng.normal(0, 10, size=3)
-    alpha, x0, y0 = _coverage(obj, n)
+    texture = obj.get("texture", "solid")
+    alpha, x0, y0 = _coverage(obj, n, _OUTLINE if texture == "hollow" else 0)
+    paint = colour.astype(np.float32)
+    if texture in ("striped", "dotted"):
+      paint = paint * (1.0 - _PATTERN_SHADE * _pattern(texture, x0, y0, alpha.shape)[..., None])
     window = img[y0:y0 + alpha.shape[0], x0:x0 + alpha.shape[1]]
-    window += alpha[..., None] * (colour.astype(np.float32) - window)
+    window += alpha[..., None] * (paint - window)
   return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def _pattern(texture: str, x0: int, y0: int, shape) -> np.ndarray:
+  """1 where a striped or dotted object is darkened, 0 elsewhere, in image coordinates so that
+  neighbouring objects' patterns line up. Stripes: 2 of every 5 diagonal pixels; dots: one
+  dot of about 5 pixels in every 5 x 5 cell."""
+  y, x = np.mgrid[y0:y0 + shape[0], x0:x0 + shape[1]]
+  if texture == "striped":
+    return ((x + y) % 5 < 2).astype(np.float32)
+  if texture == "dotted":
+    return (((x % 5) - 2) ** 2 + ((y % 5) - 2) ** 2 <= 1).astype(np.float32)
+  raise ValueError(f"unknown texture {texture!r}; known: {TEXTURES}")

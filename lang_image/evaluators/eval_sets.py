@@ -6,6 +6,8 @@ training and a validation split for the linear probe and k-NN. Loaders build one
 
     shapes          the embedded dataset's eval split (config.eval.split), with the single-
                     object train images and the validation split for the probes (`shapes_sets`)
+    scenes          the multi-object benchmark's eval split: several named label sets for
+                    zero-shot and the probes, retrieval on its captions (`scenes_sets`)
     cifar10, cifar100, imagenet2012, coco_captions
                     tfds datasets prepared on disk (`tfds_sets`)
     wds:..., csv:..., jsonl:..., tfds:...
@@ -72,6 +74,19 @@ class Split:
 
 
 @dataclasses.dataclass
+class LabelSet:
+  """One named labelling of the images, beside or instead of EvalSet's own labels: zero-shot
+  when it has class names and templates, the probes when it has fit labels. A label of -1
+  means the label set does not apply to that image (it is left out of the task)."""
+  classes: list[str]
+  test: np.ndarray
+  templates: list[str] | None = None
+  subsets: dict = dataclasses.field(default_factory=dict)
+  fit: np.ndarray | None = None
+  validation: np.ndarray | None = None
+
+
+@dataclasses.dataclass
 class EvalSet:
   # The dataset's name in CLIP_benchmark's results ('cifar10', 'imagenet1k', ...).
   name: str
@@ -87,6 +102,8 @@ class EvalSet:
   # Linear probe and k-NN: fitted on `fit`, the probe's penalty chosen on `validation`.
   fit: Split | None = None
   validation: Split | None = None
+  # Named label sets; each task reports its metrics as '<task>/<label set>/<metric>'.
+  label_sets: dict[str, LabelSet] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

@@ -1,6 +1,7 @@
 """Random-access sources of image-text records (`open_source`), one registered kind a module.
 
     shapes                               the embedded generated dataset (shapes_source.py)
+    scenes                               the generated multi-object benchmark (scenes_source.py)
     wds:/data/laion/{00000..01023}.tar   webdataset shards ('::' joins several patterns)
     csv:/data/cc3m/train.csv             CSV with `filepath` and `title` columns
     jsonl:/data/pairs/train.jsonl        one JSON object a line, same fields
@@ -18,4 +19,5 @@ from lang_image.data.sources.base import (REASONS, BadSample, DataError, Source,
 from lang_image.data.sources.registry import (KINDS, SourceKind, SourceOptions,  # noqa: F401
                                               kind_of, open_source)
 # Importing a kind's module registers it.
-from lang_image.data.sources import shapes_source, table, tfds_source, webdataset  # noqa: E402,F401
+from lang_image.data.sources import (scenes_source, shapes_source, table,  # noqa: E402,F401
+                                     tfds_source, webdataset)

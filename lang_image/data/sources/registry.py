@@ -32,6 +32,8 @@ class SourceOptions:
   # Where built-in datasets are generated and kept, and which size of them.
   data_dir: str = ""
   variant: str = "default"
+  # Fraction of training captions replaced by noisy ones, for kinds that support it.
+  caption_noise: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +47,8 @@ class SourceKind:
   tokenizer: Callable[[SourceOptions, int], str] | None = None
   # True for a built-in dataset named by its bare name (no ':').
   builtin: bool = False
+  # Whether the kind can make a fraction of its captions noisy (SourceOptions.caption_noise).
+  caption_noise: bool = False
 
 
 KINDS: dict[str, SourceKind] = {}
