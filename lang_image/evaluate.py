@@ -7,7 +7,7 @@
 The model is rebuilt from --config (with any --config.x=y overrides) or, without it, from the
 W/config.json that training wrote, and its checkpoint at --step (default: the newest) is
 restored as training would resume it. Each dataset (`evaluators.eval_sets`: 'shapes', the
-embedded data; 'cifar10', 'cifar100', 'imagenet2012', 'coco_captions' when prepared with
+embedded data; 'scenes', the multi-object benchmark; 'cifar10', 'cifar100', 'imagenet2012', 'coco_captions' when prepared with
 tfds) gets the requested tasks, the same code as the evaluation during training, so the
 numbers for the checkpoint of a training run's last step equal the ones it logged in
 W/eval/step_N.json. Writes

@@ -30,7 +30,7 @@ from PIL import Image
 
 from lang_image.data import scene_render, scenes_captions, shapes
 
-IMAGE_SIZE = 64
+IMAGE_SIZE = scenes_captions.IMAGE_SIZE
 COLOURS = shapes.COLOURS
 SHAPES = shapes.SHAPES
 TEXTURES = scene_render.TEXTURES

@@ -58,6 +58,9 @@ P_OBJECT, P_COLOUR, P_SIZE, P_TEXTURE, P_POSITION = 0.7, 0.85, 0.25, 0.1, 0.15
 P_COUNT, P_RELATION, P_PREFIX, P_SUFFIX = 0.3, 0.3, 0.2, 0.2
 P_SYNONYM, P_GENERIC, P_TEXTURE_PHRASE, P_COLOUR_AFTER = 0.15, 0.05, 0.4, 0.1
 JOINERS = ("and", "comma", "with", "amp")
+# The scenes' image side in pixels (scenes.IMAGE_SIZE; scenes imports this module), for the
+# 3 x 3 grid of position words.
+IMAGE_SIZE = 64
 # A relation is stated only when one axis clearly dominates the offset.
 _RELATION_RATIO = 1.5
 
@@ -119,7 +122,7 @@ def _noun(m: dict, obj: dict) -> str:
 
 
 def _position(obj: dict, k: int) -> str:
-  cell = (min(int(obj["cy"] * 3 / 64), 2), min(int(obj["cx"] * 3 / 64), 2))
+  cell = (min(int(obj["cy"] * 3 / IMAGE_SIZE), 2), min(int(obj["cx"] * 3 / IMAGE_SIZE), 2))
   return _variant(POSITION_WORDS[cell], k)
 
 
