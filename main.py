@@ -15,6 +15,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from lang_image import config as config_lib  # noqa: E402
+from lang_image.errors import ConfigError  # noqa: E402
 from lang_image import distributed  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -34,12 +35,16 @@ class _OwnInfoOnly(logging.logging.Filter):
 
 def parse_flags(argv):
   """absl flag parsing, with one clear sentence instead of a traceback for bad --config.*."""
+  repeated = repeated_flag_message(argv[1:])
+  if repeated:
+    print(f"error: {repeated}", file=sys.stderr)
+    sys.exit(2)
   spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
   try:
     if spec:  # config_flags defers file errors to first use; surface them now.
       config_lib.load_config_file(spec)
     return flags.FLAGS(argv)
-  except config_lib.ConfigError as e:
+  except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   except Exception as e:  # config_flags raises assorted types for bad overrides.
@@ -48,13 +53,34 @@ def parse_flags(argv):
     sys.exit(2)
 
 
+def repeated_flag_message(args):
+  """One sentence if --config, --workdir or a --config.field override is given more than once
+  (absl would keep the last silently), else None."""
+  seen = {}
+  for arg in args:
+    if arg == "--":
+      break
+    name = arg.split("=", 1)[0]
+    if name in ("--config", "--workdir") or name.startswith("--config."):
+      seen.setdefault(name, []).append(arg)
+  for name, given in seen.items():
+    if len(given) > 1:
+      shown = ", ".join(given[:3]) + (", ..." if len(given) > 3 else "")
+      return (f"{name} is given {len(given)} times ({shown}), and absl would keep only the "
+              "last: an unquoted brace pattern such as {00000..00003} is expanded by the shell "
+              "into one flag per item, or the flag is repeated; quote the value (e.g. "
+              "--config='configs/clip.py:data=wds:/data/{00000..00003}.tar') and give the flag "
+              "once.")
+  return None
+
+
 def _explain_flag_error(argv):
   spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
   if spec is None:
     return None
   try:
     config = config_lib.load_config_file(spec)
-  except config_lib.ConfigError as e:
+  except ConfigError as e:
     return str(e)
   for arg in argv:
     if arg.startswith("--config."):
@@ -74,14 +100,14 @@ def main(argv):
     if jax.process_index() > 0:  # One voice: the other processes speak only of trouble.
       logging.set_verbosity(logging.WARNING)
     config_lib.validate(config, _WORKDIR.value)
-  except config_lib.ConfigError as e:
+  except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   # Imported after validation so that bad input fails fast.
   from lang_image import train
   try:
     metrics = train.run(config, _WORKDIR.value)
-  except config_lib.ConfigError as e:
+  except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   except train.TrainingError as e:

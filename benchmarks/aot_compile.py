@@ -10,7 +10,7 @@ the topology's chips without any being present, and the step is lowered and comp
 mesh of them, as MaxText's train_compile.py and AxLearn's run_aot_compilation.py do.
 
 What is compiled is what main.py runs: the config file and its overrides are validated by
-`config.validate`, and `train.Trainer` builds the model, objective terms, optimizer, state
+`config.validate`, and `trainer.Trainer` builds the model, objective terms, optimizer, state
 shardings and jitted step from it; only the devices differ. Each --config, --topology,
 --layout and --remat value multiplies the cases; they compile one after another in this
 process. A layout sets config.mesh: `data` = (data=-1, fsdp=1), `fsdp` = (data=1, fsdp=-1),
@@ -138,11 +138,11 @@ def build_config(spec: str, overrides, layout: str, remat: str | None):
 
 def _compile(config, devices):
   """The jitted training step of `config` on a mesh of `devices`, compiled -> (compiled,
-  seconds). What main.py runs: config.validate, then train.Trainer's step."""
+  seconds). What main.py runs: config.validate, then trainer.Trainer's step."""
   import jax
   import jax.numpy as jnp
   from lang_image import config as config_lib, parallel
-  from lang_image.train import Trainer
+  from lang_image.trainer import Trainer
 
   config_lib.validate(config, None, device_count=len(devices), platform="tpu")
   mesh = parallel.make_mesh(config.mesh, devices=devices)
@@ -218,8 +218,8 @@ def compile_case(spec: str, overrides, topology: str, layout: str, remat: str | 
 
 
 def _mesh_sizes(config, device_count: int) -> tuple[int, int]:
-  from lang_image import config as config_lib
-  return config_lib.mesh_shape(config.mesh, device_count)
+  from lang_image import parallel
+  return parallel.mesh_shape(config.mesh, device_count)
 
 
 HEADER = ("| config | topology | mesh | remat | args GiB | out GiB | temp GiB | total / HBM GiB "
@@ -247,7 +247,7 @@ def main(argv=None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   import jax
-  from lang_image import config as config_lib
+  from lang_image.errors import ConfigError
   print(f"# jax {jax.__version__}; per chip. Step time: XLA's TPU cost model (optimal_seconds; "
         "* = of the step with a cut vocabulary, see compile_case); MFU = XLA FLOPs / that time "
         "/ the chip's peak bf16 rate; pairs/s of the whole slice at that time")
@@ -261,7 +261,7 @@ def main(argv=None) -> int:
           try:
             result = compile_case(spec, args.overrides, topology, layout, remat,
                                   args.cost_model_vocab)
-          except (AotError, config_lib.ConfigError) as e:
+          except (AotError, ConfigError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
           print(row(result), flush=True)

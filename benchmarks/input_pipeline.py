@@ -13,7 +13,7 @@
    (`jax.make_array_from_process_local_data`), at the default thread count. A kind's
    variants are timed in alternating rounds, so that load from other processes falls on all
    of them alike; each figure is the median over rounds.
-2. The consumption rate of the benchmark model's train step (`train.Trainer`, CLIP, float32,
+2. The consumption rate of the benchmark model's train step (`trainer.Trainer`, CLIP, float32,
    batch 64, one CPU device): ViT w256-d6-h4-mlp1024 with 8 px patches at 64 px, text tower
    w256-d6-h4-mlp1024 over 32 tokens. The step is timed alone, before and after the
    pipelines run; pairs/s = 64 / median step time. It is timed once more while the wds
@@ -104,8 +104,9 @@ from PIL import Image  # noqa: E402
 import data_fixtures  # noqa: E402
 from lang_image import config as config_lib, parallel  # noqa: E402
 from lang_image.data import ops, pipeline, stream as stream_lib  # noqa: E402
+from lang_image.data import preprocess as preprocess_lib  # noqa: E402
 from lang_image.data import tokenizer as tokenizer_lib  # noqa: E402
-from lang_image.train import Trainer  # noqa: E402
+from lang_image.trainer import Trainer  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -395,7 +396,7 @@ def tfds_read_parts(source, indices) -> dict:
 
 def candidate_rates(dataset, threads: int) -> dict:
   """pairs/s of the wds stream (next_local) as it is and with the alternatives applied."""
-  fast_pp = ops.Preprocess(PP, ops.Context(image_size=CROP, max_len=dataset.max_len,
+  fast_pp = preprocess_lib.Preprocess(PP, ops.Context(image_size=CROP, max_len=dataset.max_len,
                                            tokenizer=EachTextTokenizer(dataset.tokenizer)))
   fast = dataclasses.replace(dataset, preprocess=fast_pp)
   variants = {

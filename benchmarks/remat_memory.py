@@ -35,7 +35,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from lang_image import config as config_lib, parallel  # noqa: E402
-from lang_image.train import Trainer  # noqa: E402
+from lang_image.trainer import Trainer  # noqa: E402
 
 
 def abstract_batch(config, sharding):

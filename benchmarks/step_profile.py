@@ -19,7 +19,7 @@ import tempfile
 
 import jax
 
-from lang_image import hlo
+import hlo  # benchmarks/hlo.py
 
 
 def op_time_by_kind(step_fn, hlo_text: str, steps: int = 3) -> dict[str, float]:

@@ -4,7 +4,7 @@
         [--precision=float32,bf16_f32acc] [--torch=float32,bf16_autocast]
         [--repeats=10] [--attention=xla|cudnn|auto] [--remat=none] [--compile_only] [--profile] [--json]
 
-For each variant (precision x objective) it builds `train.Trainer` on one device and
+For each variant (precision x objective) it builds `trainer.Trainer` on one device and
 measures, in one process: the step's compile time, its step time (median over rounds after
 warm-up), image-text pairs/s, the model FLOPs of a step (XLA's cost analysis of the
 compiled step, and an analytic count of the towers' matmuls and the CLIP logits), the
@@ -132,10 +132,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lang_image import config as config_lib, hlo, parallel  # noqa: E402
+import hlo  # noqa: E402  (benchmarks/hlo.py)
+from lang_image import config as config_lib, parallel  # noqa: E402
 from lang_image.data.tokenizer import EOS_ID  # noqa: E402
-from lang_image.models import layers, variants  # noqa: E402
-from lang_image.train import Trainer  # noqa: E402
+from lang_image.models import layers, matmul_precision, norms, variants  # noqa: E402
+from lang_image.trainer import Trainer  # noqa: E402
 import step_profile  # noqa: E402
 
 
@@ -210,10 +211,10 @@ def build_config(preset: dict, objective: str, precision: str, batch: int, args,
 
 # Variant keys that trace the step with an earlier implementation in place of the current
 # one, to measure in the same run what each optimisation gives (benchmarks/RESULTS.md):
-#   transposes=folded  plain transposes instead of layers.materialised_transpose, which
+#   transposes=folded  plain transposes instead of matmul_precision.materialised_transpose, which
 #                      XLA folds into the dots;
 #   norm=autodiff      nnx.LayerNorm differentiated by autodiff instead of
-#                      layers.layer_norm_f32's hand-written backward pass;
+#                      norms.layer_norm_f32's hand-written backward pass;
 #   gelu=erfc          jax.nn.gelu(approximate=False), 0.5 x erfc(-x / sqrt 2), instead
 #                      of layers.exact_gelu's erf form (the same function).
 
@@ -222,7 +223,15 @@ def _autodiff_norm(ln, x, dtype):
 
 
 def _patch(name, value):
-  return lambda: mock.patch.object(layers, name, value)
+  """Replaces `name` in every model module that defines or imports it."""
+  holders = [m for m in (layers, matmul_precision, norms) if hasattr(m, name)]
+
+  def patches():
+    stack = contextlib.ExitStack()
+    for module in holders:
+      stack.enter_context(mock.patch.object(module, name, value))
+    return stack
+  return patches
 
 
 BASELINES = {

@@ -3,9 +3,9 @@
 Laptop CPU, embedded data (a few minutes):
     python main.py --config=configs/clip.py --workdir=/tmp/clip
 
-At scale, e.g. a TPU pod or GPU cluster:
+At scale, e.g. a TPU pod or GPU cluster (the workdir on storage every host sees):
     python main.py --config=configs/clip.py:model=B/16,batch=32768,steps=100000 \
-        --workdir=gs://bucket/clip_b16
+        --workdir=/mnt/shared/clip_b16
 """
 
 from configs import common

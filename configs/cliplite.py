@@ -2,14 +2,15 @@
 learned critic (Shrivastava et al., AISTATS 2023).
 
 Zero-shot and retrieval use the critic's blocks. Switches:
---config.objectives.cliplite.negatives=roll|shuffle, --config.objectives.cliplite.prior_weight=0.1.
+--config.objectives.cliplite.negatives=roll|shuffle, --config.objectives.cliplite.prior_weight=0.1
+(image and text prior discriminators, as the released config; text_prior=False for the image one).
 
 Laptop CPU, embedded data (a few minutes):
     python main.py --config=configs/cliplite.py --workdir=/tmp/cliplite
 
 At scale:
     python main.py --config=configs/cliplite.py:model=B/16,batch=32768,steps=100000 \
-        --workdir=gs://bucket/cliplite_b16
+        --workdir=/mnt/shared/cliplite_b16
 """
 
 from configs import common

@@ -6,9 +6,10 @@ Arg string keys (e.g. `configs/clip.py:model=B/16,batch=32768,steps=100000`):
   batch  global batch size (image-text pairs per step).
   steps  number of optimizer steps.
   res    image resolution (default: 64 for the mu CPU model, 224 otherwise).
-  data   the training data: 'shapes' (the embedded dataset, generated on first use) or a
-         source such as wds:/data/{00000..00099}.tar, csv:/data/train.csv (README "Your own
-         data").
+  data   the training data: 'shapes' (the embedded dataset, generated on first use),
+         'scenes' (the generated multi-object benchmark; the run then evaluates on its label
+         sets) or a source such as wds:/data/{00000..00099}.tar, csv:/data/train.csv
+         (README "Data", docs/data.md).
   seed   seed of parameters, data order and every random choice.
 """
 
@@ -20,6 +21,8 @@ from lang_image import config as config_lib
 from lang_image import objectives as lang_image_objectives
 
 ARG_DEFAULTS = dict(model="mu/8", batch=128, steps=500, res=0, data="shapes", seed=0)
+# Datasets that lang_image generates itself, with their own tokenizer, eval set and text length.
+EMBEDDED_MAX_LEN = {"shapes": 24, "scenes": 48}
 
 # Joint embedding width per tower size; the CPU model is narrow to stay fast.
 EMBED_DIM = {"mu": 128, "Ti": 256, "S": 384, "M": 512, "B": 512, "L": 768, "So400m": 1152,
@@ -79,7 +82,7 @@ def base(args) -> ml_collections.ConfigDict:
       image=args.model,
       text=size,
       image_size=args.res or (64 if tiny else 224),
-      max_len=24 if args.data == "shapes" else 64,
+      max_len=EMBEDDED_MAX_LEN.get(args.data, 64),
       embed_dim=EMBED_DIM.get(size, 512),
       image_pool="gap" if tiny else "cls",
       # A conv stem trains the small CPU model much faster; 'patch' is the standard ViT.
@@ -105,11 +108,11 @@ def base(args) -> ml_collections.ConfigDict:
       logit_scale_max=math.log(100.0),
   ))
 
-  shapes = args.data == "shapes"
+  embedded = args.data in EMBEDDED_MAX_LEN
   c.data = ml_collections.ConfigDict(dict(
-      # 'shapes' (embedded), wds:/path/{00000..00099}.tar, csv:/path.csv, jsonl:/path.jsonl,
-      # tfds:name[/config]:split, or a mixture '0.7*wds:...;0.3*csv:...' (README "Your own
-      # data").
+      # 'shapes' or 'scenes' (generated), wds:/path/{00000..00099}.tar, csv:/path.csv,
+      # jsonl:/path.jsonl, tfds:name[/config]:split, or a mixture '0.7*wds:...;0.3*csv:...'
+      # (README "Data", docs/data.md).
       name=args.data,
       # Preprocessing ops joined by '|' (lang_image/data/ops.py); sizes default to the
       # model's image_size. Empty means the default of the data's kind (config.DEFAULT_PP):
@@ -131,14 +134,18 @@ def base(args) -> ml_collections.ConfigDict:
       tfds_data_dir="",
       # Embedded dataset size: 'default' or 'tiny' (for tests).
       variant="default",
+      # Fraction of training captions made noisy when read, half replaced by another
+      # scene's caption, half with one stated attribute wrong (scenes.noisy_caption); only
+      # data that supports it ('scenes') accepts a value above 0.
+      caption_noise=0.0,
       # Empty means the tokenizer kept with the data (trained on first use on up to
       # tokenizer_samples captions).
       tokenizer="",
-      vocab_size=1000 if shapes else 32000,
+      vocab_size=1000 if embedded else 32000,
       tokenizer_samples=200_000,
       prefetch=4,
       # Reader threads (decoding and preprocessing run in them).
-      threads=2 if shapes else 8,
+      threads=2 if embedded else 8,
   ))
 
   c.optim = ml_collections.ConfigDict(dict(
@@ -170,10 +177,11 @@ def base(args) -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.eval_every = 0  # 0: evaluate only at the end.
   c.eval = ml_collections.ConfigDict(dict(
-      # What the run evaluates on: 'shapes' (the embedded data, whatever the training data),
+      # What the run evaluates on: 'shapes' (the embedded data, whatever the training data;
+      # 'scenes' when it trains on scenes: zero-shot per label set, probes on texture, size),
       # a prepared tfds set (cifar10, imagenet2012, coco_captions, ...) or a data source
       # (wds:/data/val/{00000..00003}.tar: retrieval on its first source_examples samples).
-      dataset="shapes",
+      dataset="scenes" if args.data == "scenes" else "shapes",
       source_examples=1000,
       split="test",
       batch_size=256,

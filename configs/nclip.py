@@ -18,7 +18,7 @@ Switches: --config.objectives.nclip.anti_collapse=me_max|centering|sinkhorn,
 
 At scale:
     python main.py --config=configs/nclip.py:model=B/16,batch=32768,steps=100000 \
-        --workdir=gs://bucket/nclip_b16
+        --workdir=/mnt/shared/nclip_b16
 """
 
 from configs import common

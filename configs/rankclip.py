@@ -1,14 +1,16 @@
 """RankCLIP: CLIP plus list-wise ranking consistency (Zhang et al., arXiv 2404.09387).
 
 L = L_CLIP + w (lambda_cross L_cross + lambda_in L_in), with the official code's constants
-by default (`variant=code`) or the paper's (`--config.objectives.rankclip.variant=paper`).
+and ListMLE numerics by default (`variant=code`) or the paper's
+(`--config.objectives.rankclip.variant=paper`); `--config.objectives.rankclip.list_mle=exact`
+keeps the code's constants with the exact Plackett-Luce ListMLE.
 
 Laptop CPU, embedded data (a few minutes):
     python main.py --config=configs/rankclip.py --workdir=/tmp/rankclip
 
 At scale:
     python main.py --config=configs/rankclip.py:model=B/16,batch=32768,steps=100000 \
-        --workdir=gs://bucket/rankclip_b16
+        --workdir=/mnt/shared/rankclip_b16
 """
 
 from configs import common

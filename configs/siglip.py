@@ -6,7 +6,7 @@ Laptop CPU, embedded data (a few minutes):
 
 At scale:
     python main.py --config=configs/siglip.py:model=B/16,batch=32768,steps=100000 \
-        --workdir=gs://bucket/siglip_b16
+        --workdir=/mnt/shared/siglip_b16
 """
 
 from configs import common

@@ -8,7 +8,7 @@ retrieval use the CLIP joint space.
 
 At scale:
     python main.py --config=configs/xclip.py:model=B/16,batch=32768,steps=100000 \
-        --workdir=gs://bucket/xclip_b16
+        --workdir=/mnt/shared/xclip_b16
 """
 
 from configs import common

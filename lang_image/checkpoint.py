@@ -17,7 +17,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from lang_image import storage
-from lang_image.config import ConfigError, TrainingError
+from lang_image.errors import ConfigError, TrainingError
 
 
 class Checkpointer:

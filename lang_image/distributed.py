@@ -28,7 +28,7 @@ from typing import Mapping
 
 from absl import logging
 
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 
 COORDINATOR = "LANG_IMAGE_COORDINATOR"
 NUM_PROCESSES = "LANG_IMAGE_NUM_PROCESSES"

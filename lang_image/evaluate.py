@@ -7,7 +7,7 @@
 The model is rebuilt from --config (with any --config.x=y overrides) or, without it, from the
 W/config.json that training wrote, and its checkpoint at --step (default: the newest) is
 restored as training would resume it. Each dataset (`evaluators.eval_sets`: 'shapes', the
-embedded data; 'cifar10', 'cifar100', 'imagenet2012', 'coco_captions' when prepared with
+embedded data; 'scenes', the multi-object benchmark; 'cifar10', 'cifar100', 'imagenet2012', 'coco_captions' when prepared with
 tfds) gets the requested tasks, the same code as the evaluation during training, so the
 numbers for the checkpoint of a training run's last step equal the ones it logged in
 W/eval/step_N.json. Writes
@@ -32,15 +32,17 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from lang_image import checkpoint, config as config_lib, distributed, evaluators  # noqa: E402
-from lang_image import parallel, pictures, run_config, storage, train  # noqa: E402
+from lang_image.errors import ConfigError  # noqa: E402
+from lang_image import parallel, pictures, saved_config, storage, train  # noqa: E402
 from lang_image.data import pipeline  # noqa: E402
 from lang_image.evaluators import benchmark_json, eval_sets, zero_shot  # noqa: E402
+from lang_image.trainer import Trainer  # noqa: E402
 
 @dataclasses.dataclass
 class Restored:
   """A model restored from a checkpoint, with what it needs to embed images and texts."""
   config: object
-  trainer: train.Trainer
+  trainer: Trainer
   state: dict
   dataset: pipeline.Dataset
   step: int
@@ -81,12 +83,12 @@ def resolve_step(workdir: str, step: int | None = None) -> int:
   """`step`, or the newest checkpoint's step; ConfigError if there is no such checkpoint."""
   steps = checkpoint_steps(workdir)
   if not steps:
-    raise config_lib.ConfigError(f"no checkpoint in '{workdir}/checkpoints'; train there first "
+    raise ConfigError(f"no checkpoint in '{workdir}/checkpoints'; train there first "
                                  f"or pass the workdir of a training run.")
   if step is None:
     return steps[-1]
   if step not in steps:
-    raise config_lib.ConfigError(f"no checkpoint for step {step} in '{workdir}/checkpoints'; "
+    raise ConfigError(f"no checkpoint for step {step} in '{workdir}/checkpoints'; "
                                  f"the saved steps are {steps}.")
   return step
 
@@ -97,7 +99,7 @@ def restore(config, workdir: str, step: int | None = None, dataset=None) -> Rest
   step = resolve_step(workdir, step)
   mesh = parallel.make_mesh(config.mesh)
   dataset = dataset or pipeline.open_for(config)
-  trainer = train.Trainer(config, mesh, dataset.tokenizer.vocab_size)
+  trainer = Trainer(config, mesh, dataset.tokenizer.vocab_size)
   ckpt = checkpoint.Checkpointer(workdir, 0, config.keep_checkpoints)
   try:
     state, _ = ckpt.restore(trainer.abstract_state, step)
@@ -109,10 +111,10 @@ def restore(config, workdir: str, step: int | None = None, dataset=None) -> Rest
 def check_tasks(tasks) -> None:
   unknown = [t for t in tasks if t not in evaluators.TASKS]
   if unknown:
-    raise config_lib.ConfigError(f"unknown task '{unknown[0]}'; the tasks are "
+    raise ConfigError(f"unknown task '{unknown[0]}'; the tasks are "
                                  f"{list(evaluators.TASKS)}.")
   if not tasks:
-    raise config_lib.ConfigError(f"no task given; pass --tasks with some of "
+    raise ConfigError(f"no task given; pass --tasks with some of "
                                  f"{list(evaluators.TASKS)}.")
 
 
@@ -133,7 +135,7 @@ def open_eval_set(config, dataset, name: str, tasks, tfds_data_dir=None) -> eval
   try:
     return eval_sets.open_eval_set(name, context)
   except ValueError as e:
-    raise config_lib.ConfigError(str(e)) from None
+    raise ConfigError(str(e)) from None
 
 
 def evaluator_for(restored: Restored, dataset_name: str = "shapes", tasks=evaluators.TASKS,
@@ -215,11 +217,11 @@ def main(argv, args):
   workdir = args.workdir.value
   try:
     distributed.initialize()
-    config = args.config.value if args.config.value is not None else run_config.load(workdir)
+    config = args.config.value if args.config.value is not None else saved_config.load(workdir)
     config_lib.validate(config, None)
     evaluate(config, workdir, args.step.value, args.tasks.value, args.datasets.value,
              args.tfds_data_dir.value, args.out.value, args.pictures.value)
-  except config_lib.ConfigError as e:
+  except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 

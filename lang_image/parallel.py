@@ -8,13 +8,14 @@ dimension that the fsdp axis divides, 'replicate' keeps a full copy on every dev
 
 from __future__ import annotations
 
+import math
 import re
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from lang_image import config as config_lib
+from lang_image.errors import ConfigError
 
 AXES = ("data", "fsdp")
 BATCH_AXES = ("data", "fsdp")
@@ -27,9 +28,31 @@ STATE_RULES = (
 MIN_FSDP_SIZE = 2 ** 14
 
 
+def mesh_shape(mesh_cfg, device_count: int) -> tuple[int, int]:
+  """Resolves `config.mesh` (data, fsdp; -1 means 'the rest') against the device count."""
+  sizes = {"data": int(mesh_cfg.data), "fsdp": int(mesh_cfg.fsdp)}
+  free = [k for k, v in sizes.items() if v == -1]
+  if len(free) > 1:
+    raise ConfigError("config.mesh has -1 for more than one axis; give explicit sizes for all "
+                      "but one of 'data' and 'fsdp'.")
+  if any(v == 0 or v < -1 for v in sizes.values()):
+    raise ConfigError(f"config.mesh sizes must be positive or -1, got {sizes}.")
+  fixed = math.prod(v for v in sizes.values() if v != -1)
+  if free:
+    if device_count % fixed:
+      raise ConfigError(f"config.mesh {sizes} cannot cover {device_count} devices: "
+                        f"{device_count} is not divisible by {fixed}; change the mesh sizes.")
+    sizes[free[0]] = device_count // fixed
+  if sizes["data"] * sizes["fsdp"] != device_count:
+    raise ConfigError(f"config.mesh {sizes} uses {sizes['data'] * sizes['fsdp']} devices but "
+                      f"{device_count} are present; make data * fsdp equal {device_count} "
+                      "or use -1 for one axis.")
+  return sizes["data"], sizes["fsdp"]
+
+
 def make_mesh(mesh_cfg, devices=None) -> Mesh:
   devices = jax.devices() if devices is None else devices
-  shape = config_lib.mesh_shape(mesh_cfg, len(devices))
+  shape = mesh_shape(mesh_cfg, len(devices))
   return Mesh(np.asarray(devices).reshape(shape), AXES)
 
 

@@ -27,7 +27,11 @@ from lang_image.evaluators import eval_sets
 
 # Eval metrics drawn by `draw_eval_curves`, when logged.
 EVAL_CURVES = ("zero_shot/top1", "zero_shot/top1_unseen", "linear_probe/top1", "knn/top1",
-               "retrieval/i2t_r1", "retrieval/t2i_r1")
+               "retrieval/i2t_r1", "retrieval/t2i_r1",
+               # The scenes benchmark's label sets (evaluators/scenes_sets.py).
+               "zero_shot/count/top1", "zero_shot/colour_shape/top1",
+               "zero_shot/colour_shape/top1_unseen", "zero_shot/full/top1",
+               "linear_probe/texture/top1")
 SIMILARITY_SIZE = 24
 GRID = (3, 6)
 PCA_POINTS = 480

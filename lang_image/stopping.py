@@ -13,7 +13,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from lang_image.config import TrainingError
+from lang_image.errors import TrainingError
 
 
 class StopSignals:

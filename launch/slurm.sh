@@ -31,26 +31,8 @@ ACCOUNT=""
 DRY_RUN=0
 MAIN_ARGS=()
 
-die() {
-  echo "error: $*" >&2
-  exit 2
-}
-
-usage() {
-  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
-}
-
-quote() {
-  local arg out=()
-  for arg in "$@"; do
-    if [[ "$arg" =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then
-      out+=("$arg")
-    else
-      out+=("'${arg//\'/\'\\\'\'}'")
-    fi
-  done
-  echo "${out[*]}"
-}
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 positive() {  # name value
   [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1=$2 is not a positive whole number; give e.g. $1=2."

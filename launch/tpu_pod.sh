@@ -42,27 +42,8 @@ DRY_RUN=0
 ACTION=""
 MAIN_ARGS=()
 
-die() {
-  echo "error: $*" >&2
-  exit 2
-}
-
-usage() {
-  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
-}
-
-# Shell-quotes each argument only where needed, so printed commands stay readable.
-quote() {
-  local arg out=()
-  for arg in "$@"; do
-    if [[ "$arg" =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then
-      out+=("$arg")
-    else
-      out+=("'${arg//\'/\'\\\'\'}'")
-    fi
-  done
-  echo "${out[*]}"
-}
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # Runs one command, or prints it with --dry-run.
 do_cmd() {

@@ -17,10 +17,22 @@ import cli_runs  # noqa: E402
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory):
   """The embedded dataset's 'tiny' variant and its tokenizer, generated once per session."""
-  from lang_image.data import shapes_tfds, tokenizer
+  from lang_image.data import shapes_tfds
+  from lang_image.data.sources import shapes_source
   path = str(tmp_path_factory.mktemp("data"))
   shapes_tfds.prepare(path, "tiny")
-  tokenizer.shapes_tokenizer(path, "tiny", 1000)
+  shapes_source.shapes_tokenizer(path, "tiny", 1000)
+  return path
+
+
+@pytest.fixture(scope="session")
+def tiny_scenes_dir(tmp_path_factory):
+  """The scenes benchmark's 'tiny' variant and its tokenizer, generated once per session."""
+  from lang_image.data import scenes_tfds
+  from lang_image.data.sources import scenes_source
+  path = str(tmp_path_factory.mktemp("scenes"))
+  scenes_tfds.prepare(path, "tiny")
+  scenes_source.scenes_tokenizer(path, "tiny", 1000)
   return path
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from configs import clip as clip_config
 from lang_image import config as config_lib
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 
 
 def test_arg_string_scales_the_config():

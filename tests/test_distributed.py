@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from lang_image import distributed
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 
 EXPLICIT = {"LANG_IMAGE_NUM_PROCESSES": "4", "LANG_IMAGE_PROCESS_ID": "2",
             "LANG_IMAGE_COORDINATOR": "10.0.0.1:12355"}

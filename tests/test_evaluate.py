@@ -12,8 +12,8 @@ import jsonschema
 import pytest
 
 import cli_runs
-from lang_image import evaluate, run_config
-from lang_image.config import ConfigError
+from lang_image import evaluate, saved_config
+from lang_image.errors import ConfigError
 
 CLASSIFICATION = {"type": "number", "minimum": 0.0, "maximum": 1.0}
 # The result files of CLIP_benchmark (LAION-AI/CLIP_benchmark, `clip_benchmark eval`):
@@ -115,6 +115,6 @@ def test_bad_workdir_step_and_task_raise_one_clear_error(trained_run, tmp_path):
     evaluate.resolve_step(trained_run.workdir, 45)
   assert evaluate.resolve_step(trained_run.workdir) == 60
   with pytest.raises(ConfigError, match="does not exist .*; pass the run's --config instead"):
-    run_config.load(str(tmp_path))
+    saved_config.load(str(tmp_path))
   with pytest.raises(ConfigError, match=r"unknown task 'probe'; the tasks are \['zero_shot'"):
     evaluate.check_tasks(["zero_shot", "probe"])

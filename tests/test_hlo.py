@@ -1,10 +1,10 @@
-"""lang_image.hlo against small compiled programs."""
+"""benchmarks/hlo.py against small compiled programs."""
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-from lang_image import hlo
+from benchmarks import hlo
 
 
 def compiled_text(fn, *args):

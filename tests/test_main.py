@@ -91,3 +91,31 @@ def test_unwritable_workdir_fails_with_one_sentence(tmp_path, tiny_data_dir):
                           capture_output=True, text=True, timeout=120)
   assert result.returncode == 2
   assert "cannot be written" in result.stderr and "choose a writable --workdir" in result.stderr
+
+
+def test_unquoted_brace_pattern_names_the_shell_and_the_fix(tmp_path):
+  """bash expands an unquoted {a..b} into one --config flag per item; absl would keep the last."""
+  shards = f"{tmp_path}/shards/{{00000..00003}}.tar"
+  typed = f"python main.py --config=configs/clip.py:data=wds:{shards} --workdir={tmp_path}/w"
+  result = subprocess.run(["bash", "-c", typed], env=env(), capture_output=True, text=True,
+                          timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert result.returncode == 2
+  errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1, result.stderr[-2000:]
+  assert "--config is given 4 times" in errors[0] and "expanded by the shell" in errors[0]
+  assert "quote the value" in errors[0]
+  # Quoted, the pattern reaches the data source whole (here it matches no shard yet).
+  quoted = typed.replace("--config=", "--config='").replace(".tar ", ".tar' ")
+  result = subprocess.run(["bash", "-c", quoted], env=env(), capture_output=True, text=True,
+                          timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert result.returncode == 2
+  assert f"shard pattern '{shards}' matches no file" in result.stderr, result.stderr[-2000:]
+
+
+def test_repeated_override_is_refused(tmp_path):
+  result = subprocess.run(command(str(tmp_path / "w"), "/tmp", "--config.optim.lr=1",
+                                  "--config.optim.lr=2"), env=env(), capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode == 2
+  assert ("error: --config.optim.lr is given 2 times (--config.optim.lr=1, --config.optim.lr=2)"
+          in result.stderr), result.stderr[-2000:]

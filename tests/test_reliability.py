@@ -19,7 +19,8 @@ from ml_collections import ConfigDict
 from cli_runs import env, saved_state, train_command as command
 from configs import clip as clip_config
 from lang_image import checkpoint, parallel, stopping, train
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
+from lang_image.trainer import Trainer
 from lang_image.data import pipeline
 from test_train import VOCAB, pico_towers, small_config, synthetic_batch  # noqa: F401
 
@@ -30,7 +31,7 @@ def one_device_mesh():
 
 @pytest.fixture(scope="module")
 def trainer():
-  return train.Trainer(small_config(), one_device_mesh(), VOCAB)
+  return Trainer(small_config(), one_device_mesh(), VOCAB)
 
 
 @pytest.fixture(scope="module")
@@ -338,7 +339,7 @@ def test_a_disk_too_full_for_the_checkpoints_fails_before_training(tmp_path, tin
   monkeypatch.setattr(checkpoint.shutil, "disk_usage",
                       lambda path: usage._replace(free=5 * 2**20))
   compiled = []
-  monkeypatch.setattr(train.Trainer, "init_state", lambda *a: compiled.append(a))
+  monkeypatch.setattr(Trainer, "init_state", lambda *a: compiled.append(a))
   with pytest.raises(ConfigError) as info:
     train.run(config, str(tmp_path / "w"))
   message = str(info.value)

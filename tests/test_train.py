@@ -9,7 +9,7 @@ from configs import clip as clip_config
 from lang_image import checkpoint, parallel
 from lang_image.data import pipeline
 from lang_image.models import variants
-from lang_image.train import Trainer
+from lang_image.trainer import Trainer
 
 VOCAB = 64
 

@@ -10,7 +10,7 @@ from ml_collections import ConfigDict
 
 from lang_image import parallel
 from lang_image.data import pipeline
-from lang_image.train import Trainer
+from lang_image.trainer import Trainer
 from tests.test_train import (NCLIP_SMALL, VOCAB, pico_towers, run_steps,  # noqa: F401
                               small_config, synthetic_batch)
 

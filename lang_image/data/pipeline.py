@@ -19,14 +19,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import os
 import re
 
-from lang_image import config as config_lib, storage
-from lang_image.config import ConfigError
-from lang_image.data import ops
+from lang_image import storage
+from lang_image.data import ops, shapes, sources as sources_lib
+from lang_image.data import preprocess as preprocess_lib
+from lang_image.data import tokenizer as tokenizer_lib
+from lang_image.data.sources import shapes_source
+from lang_image.errors import ConfigError
 from lang_image.data.stream import TrainStream, to_global  # noqa: F401  (the public names)
 
-SHAPES = "shapes"
 _WEIGHT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*(.+)$")
 
 
@@ -50,26 +53,32 @@ def parse_mixture(name: str) -> list[tuple[str, float]]:
 
 
 def default_pp(name: str) -> str:
-  """Preprocessing when config.data.pp is empty."""
-  return config_lib.DEFAULT_PP[SHAPES if name.strip() == SHAPES else "files"]
+  """Preprocessing when config.data.pp is empty: the sources' kinds' own default when they
+  agree, else the one for real photos."""
+  pps = {sources_lib.kind_of(spec).default_pp for spec, _ in parse_mixture(name)}
+  return pps.pop() if len(pps) == 1 else sources_lib.registry.FILES_PP
 
 
-class ShapesSource:
-  """The embedded dataset's train split as a source of {"image", "caption", "key"}."""
+def default_data_dir() -> str:
+  return os.environ.get("LANG_IMAGE_DATA_DIR",
+                        os.path.join(os.path.expanduser("~"), ".cache", "lang_image"))
 
-  def __init__(self, split):
-    self.name = SHAPES
-    self._split = split
-    self.skipped_shards = []
 
-  def __len__(self):
-    return len(self._split)
+def data_dir(data_cfg) -> str:
+  """config.data.data_dir, or the default; created if missing."""
+  path = data_cfg.data_dir or default_data_dir()
+  storage.makedirs(path)
+  return path
 
-  def __getitem__(self, i):
-    example = self._split[i]
-    caption = example["caption"]
-    return {"image": example["image"], "key": f"shapes #{i}",
-            "caption": caption.decode("utf-8") if isinstance(caption, bytes) else caption}
+
+def source_options(data_cfg) -> sources_lib.SourceOptions:
+  root = data_dir(data_cfg)
+  return sources_lib.SourceOptions(
+      image_key=data_cfg.image_key, text_key=data_cfg.text_key,
+      csv_separator=data_cfg.csv_separator, skip_bad_shards=data_cfg.skip_bad_shards,
+      tfds_data_dir=data_cfg.tfds_data_dir or None,
+      index_cache_dir=storage.join(root, "index"), data_dir=root, variant=data_cfg.variant,
+      caption_noise=float(data_cfg.get("caption_noise", 0.0)))
 
 
 @dataclasses.dataclass
@@ -83,15 +92,14 @@ class Dataset:
   templates: list
   train_sources: list
   train_weights: list
-  preprocess: ops.Preprocess
+  preprocess: preprocess_lib.Preprocess
   data_cfg: object = None
 
   @functools.cached_property
   def builder(self):
     """The embedded dataset's tfds builder (prepared on first use: its eval splits serve the
     default evaluation whatever the training data)."""
-    from lang_image.data import shapes_tfds
-    return shapes_tfds.prepare(_data_dir(self.data_cfg), self.data_cfg.variant)
+    return shapes_source.prepared_builder(source_options(self.data_cfg))
 
   def source(self, split: str):
     """A split of the embedded dataset (random access)."""
@@ -102,59 +110,40 @@ class Dataset:
     return self.tokenizer.encode(texts, self.max_len)
 
 
-def _data_dir(data_cfg) -> str:
-  data_dir = data_cfg.data_dir or config_lib.default_data_dir()
-  storage.makedirs(data_dir)
-  return data_dir
-
-
 def open_sources(data_cfg) -> tuple[list, list]:
   """The configured sources (opened: indexes built, files checked) and their weights."""
-  from lang_image.data import sources as sources_lib
   mixture = parse_mixture(data_cfg.name)
-  opened = []
-  for spec, _ in mixture:
-    if spec == SHAPES:
-      from lang_image.data import shapes_tfds
-      builder = shapes_tfds.prepare(_data_dir(data_cfg), data_cfg.variant)
-      opened.append(ShapesSource(builder.as_data_source("train")))
-    else:
-      opened.append(sources_lib.open_source(
-          spec, image_key=data_cfg.get("image_key", ""), text_key=data_cfg.get("text_key", ""),
-          csv_separator=data_cfg.get("csv_separator", ","),
-          skip_bad_shards=data_cfg.get("skip_bad_shards", False),
-          tfds_data_dir=data_cfg.get("tfds_data_dir") or None,
-          index_cache_dir=storage.join(_data_dir(data_cfg), "index")))
-  return opened, [w for _, w in mixture]
+  options = source_options(data_cfg)
+  return ([sources_lib.open_source(spec, options) for spec, _ in mixture],
+          [w for _, w in mixture])
 
 
 def open_tokenizer(data_cfg, train_sources) -> object:
   """config.data.tokenizer, or the one kept for these sources (trained on first use)."""
-  from lang_image.data import tokenizer as tokenizer_lib
   if data_cfg.tokenizer:
     if not storage.exists(data_cfg.tokenizer):
       raise ConfigError(f"tokenizer '{data_cfg.tokenizer}' does not exist; build one with "
-                        "python -m lang_image.data.tokenizer --source=... --output=PATH, or "
+                        "python -m lang_image.train_tokenizer --source=... --output=PATH, or "
                         "leave config.data.tokenizer empty to train one on first use.")
     return tokenizer_lib.load(data_cfg.tokenizer)
-  if data_cfg.name.strip() == SHAPES:
-    return tokenizer_lib.load(tokenizer_lib.shapes_tokenizer(
-        _data_dir(data_cfg), data_cfg.variant, data_cfg.vocab_size))
+  mixture = parse_mixture(data_cfg.name)
+  own = sources_lib.kind_of(mixture[0][0]).tokenizer if len(mixture) == 1 else None
+  if own is not None:  # A built-in dataset's tokenizer, kept with it.
+    return tokenizer_lib.load(own(source_options(data_cfg), data_cfg.vocab_size))
   key = hashlib.sha1(repr([s.name for s in train_sources]).encode()).hexdigest()[:12]
-  path = storage.join(_data_dir(data_cfg), "tokenizers", f"{key}_{data_cfg.vocab_size}.model")
+  path = storage.join(data_dir(data_cfg), "tokenizers", f"{key}_{data_cfg.vocab_size}.model")
   if not storage.exists(path):
     tokenizer_lib.train_on_sources(train_sources, path, data_cfg.vocab_size,
-                                   data_cfg.get("tokenizer_samples", 200_000))
+                                   data_cfg.tokenizer_samples)
   return tokenizer_lib.load(path)
 
 
 def open_dataset(data_cfg, max_len: int, image_size: int = 64) -> Dataset:
   """Opens the configured sources, their tokenizer and the preprocessing."""
-  from lang_image.data import shapes
   train_sources, weights = open_sources(data_cfg)
   tokenizer = open_tokenizer(data_cfg, train_sources)
-  pp = data_cfg.get("pp") or default_pp(data_cfg.name)
-  preprocess = ops.Preprocess(pp, ops.Context(image_size=image_size, max_len=max_len,
+  pp = data_cfg.pp or default_pp(data_cfg.name)
+  preprocess = preprocess_lib.Preprocess(pp, ops.Context(image_size=image_size, max_len=max_len,
                                               tokenizer=tokenizer))
   return Dataset(tokenizer, max_len, list(shapes.CLASSES), list(shapes.PROMPT_TEMPLATES),
                  train_sources, weights, preprocess, data_cfg)

@@ -14,7 +14,9 @@ import io
 import math
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from lang_image.data import scene_render
 
 IMAGE_SIZE = 64
 
@@ -204,79 +206,6 @@ def captions(split: str, index: int, n: int, seed: int = DEFAULT_SEED) -> list[s
   return [example["caption"], *extra]
 
 
-def _outline(shape: str, angle: float) -> np.ndarray:
-  """Polygon vertices of a shape of unit radius centred on the origin."""
-  if shape == "square":
-    pts = np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)])
-  elif shape == "triangle":
-    t = np.deg2rad([-90, 30, 150])
-    pts = np.stack([np.cos(t), np.sin(t)], -1)
-  elif shape == "star":
-    t = np.deg2rad(np.arange(10) * 36 - 90)
-    r = np.where(np.arange(10) % 2 == 0, 1.0, 0.42)
-    pts = np.stack([r * np.cos(t), r * np.sin(t)], -1)
-  elif shape == "cross":
-    a, w = 0.95, 0.3
-    pts = np.array([(-w, -a), (w, -a), (w, -w), (a, -w), (a, w), (w, w),
-                    (w, a), (-w, a), (-w, w), (-a, w), (-a, -w), (-w, -w)])
-  elif shape == "heart":
-    t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
-    x = 16 * np.sin(t) ** 3
-    y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
-    pts = np.stack([x, y], -1)
-  else:
-    raise ValueError(shape)
-  # Centre the bounding box and fit inside the unit circle, so any rotation
-  # stays within the object's diameter and its raster window.
-  pts = pts - (pts.min(0) + pts.max(0)) / 2
-  pts = pts / np.hypot(*pts.T).max()
-  c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
-  return pts @ np.array([[c, s], [-s, c]])
-
-
-def _coverage(obj: dict) -> tuple[np.ndarray, int, int]:
-  """Anti-aliased coverage mask of one object and its top-left pixel."""
-  radius = obj["diameter"] / 2
-  x0 = max(int(math.floor(obj["cx"] - radius)) - 1, 0)
-  y0 = max(int(math.floor(obj["cy"] - radius)) - 1, 0)
-  side = int(math.ceil(obj["diameter"])) + 3
-  side = min(side, IMAGE_SIZE - x0, IMAGE_SIZE - y0)
-  # Rasterise only the object's own small window, at 4x, and box-filter it
-  # down: far cheaper than supersampling the whole image.
-  k = 4
-  canvas = Image.new("L", (side * k, side * k), 0)
-  draw = ImageDraw.Draw(canvas)
-  cx, cy, r = (obj["cx"] - x0) * k, (obj["cy"] - y0) * k, radius * k
-  if obj["shape"] == "circle":
-    r *= 0.88
-    draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
-  else:
-    pts = _outline(obj["shape"], obj["angle"]) * r + (cx, cy)
-    draw.polygon([tuple(p) for p in pts], fill=255)
-  small = canvas.resize((side, side), Image.BOX)
-  return np.asarray(small, np.float32) / 255.0, x0, y0
-
-
-def render(objects: list[dict], rng: np.random.Generator) -> np.ndarray:
-  """Draws objects over a tinted, shaded, noisy light background."""
-  n = IMAGE_SIZE
-  base = rng.uniform(185, 235) + rng.normal(0, 6, size=3)
-  theta = rng.uniform(0, 2 * np.pi)
-  ramp = (np.cos(theta) * np.arange(n)[None, :] + np.sin(theta) * np.arange(n)[:, None]) / n - 0.5
-  img = (base + rng.uniform(0, 25) * ramp[..., None]).astype(np.float32)
-  # Smooth colour blotches rather than per-pixel noise: still a nuisance for
-  # the model, but half the PNG size on disk.
-  blotch = rng.normal(0, 5.0, size=(3, 6, 6)).astype(np.float32)
-  img += np.stack([np.asarray(Image.fromarray(b).resize((n, n), Image.BICUBIC))
-                   for b in blotch], -1)
-  for obj in objects:
-    colour = np.array(COLOURS[obj["colour"]]) + rng.normal(0, 10, size=3)
-    alpha, x0, y0 = _coverage(obj)
-    window = img[y0:y0 + alpha.shape[0], x0:x0 + alpha.shape[1]]
-    window += alpha[..., None] * (colour.astype(np.float32) - window)
-  return np.clip(np.rint(img), 0, 255).astype(np.uint8)
-
-
 def generate(split: str, index: int, seed: int = DEFAULT_SEED) -> dict:
   """Example `index` of `split`.
 
@@ -286,7 +215,7 @@ def generate(split: str, index: int, seed: int = DEFAULT_SEED) -> dict:
   """
   example = describe(split, index, seed)
   rng = np.random.default_rng([seed, _SPLIT_IDS[split], index, 1])
-  example["image"] = render(example["objects"], rng)
+  example["image"] = scene_render.render(example["objects"], rng, COLOURS, IMAGE_SIZE)
   return example
 
 

@@ -67,7 +67,7 @@ class LangImageShapes(tfds.core.GeneratorBasedBuilder):
     chunks = [(split, start, min(start + _CHUNK, n), shapes.DEFAULT_SEED)
               for start in range(0, n, _CHUNK)]
     index = 0
-    for examples in _render(self._render_pool, chunks):
+    for examples in render_chunks(self._render_pool, shapes.encoded_examples, chunks):
       for example in examples:
         yield index, example
         index += 1
@@ -78,14 +78,14 @@ _CHUNK = 500
 _AHEAD = 16
 
 
-def _render(pool, chunks):
-  """Rendered chunks in order, by `pool`'s workers if given."""
+def render_chunks(pool, render, chunks):
+  """`render(*chunk)` for each chunk, in order, by `pool`'s workers if given."""
   done = 0
   if pool is not None:
     pending = collections.deque()
     try:
       for chunk in chunks:
-        pending.append(pool.submit(shapes.encoded_examples, *chunk))
+        pending.append(pool.submit(render, *chunk))
         if len(pending) >= _AHEAD:
           yield pending.popleft().result()
           done += 1
@@ -95,13 +95,13 @@ def _render(pool, chunks):
     except futures.process.BrokenProcessPool:
       # E.g. a script without a `__main__` guard, re-run by each spawned
       # worker; the examples do not depend on who renders them.
-      logging.warning("Shape rendering workers failed; continuing in this process.")
+      logging.warning("Rendering workers failed; continuing in this process.")
   for chunk in chunks[done:]:
-    yield shapes.encoded_examples(*chunk)
+    yield render(*chunk)
 
 
 @contextlib.contextmanager
-def _worker_pool():
+def worker_pool():
   """Rendering processes, or None where parallelism would not pay."""
   if hasattr(os, "sched_getaffinity"):
     workers = len(os.sched_getaffinity(0))
@@ -119,7 +119,7 @@ def _worker_pool():
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
   """Hides TFDS's progress bars, prints and INFO/WARNING chatter."""
   bars = tfds.core.utils.tqdm_utils._active  # pylint: disable=protected-access
   verbosity = logging.get_verbosity()
@@ -146,7 +146,7 @@ def prepare(data_dir: str, config: str = "default") -> tfds.core.DatasetBuilder:
   if config not in shapes.SPLIT_SIZES:
     raise ValueError(f"unknown shapes config {config!r}; known: {list(shapes.SPLIT_SIZES)}")
   # Opening an unprepared builder warns about the missing metadata.
-  with _quiet():
+  with quiet():
     builder = _builder(data_dir, config)
     if builder.is_prepared():
       return builder
@@ -154,7 +154,7 @@ def prepare(data_dir: str, config: str = "default") -> tfds.core.DatasetBuilder:
   start = time.perf_counter()
   download_config = tfds.download.DownloadConfig(
       try_download_gcs=False, compute_stats=tfds.download.ComputeStatsMode.SKIP)
-  with _quiet(), _worker_pool() as pool:
+  with quiet(), worker_pool() as pool:
     builder._render_pool = pool  # pylint: disable=protected-access
     builder.download_and_prepare(download_config=download_config,
                                  file_format="array_record")

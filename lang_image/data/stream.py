@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 from lang_image.data.sources.base import REASONS, BadSample
 
 # How many skipped samples are logged one by one (with their key) per process; the rest only
@@ -92,7 +92,7 @@ class TrainStream:
         return {"skipped": e.reason, "key": record.get("key", "?"), "detail": e.detail}
 
     stream = records(dataset.train_sources, dataset.train_weights, seed,
-                     shuffle=data_cfg.get("shuffle", True))
+                     shuffle=data_cfg.shuffle)
     self.base, self.next_record, self.position = 0, 0, 0
     self.skipped = collections.Counter()
     if state:

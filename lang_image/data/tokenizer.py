@@ -3,12 +3,7 @@
 Ids: 0 = pad, 1 = EOS, 2 = unknown, no BOS. Encoded rows always end with EOS
 (kept even when truncating), since the text tower pools at the EOS token.
 
-CLI, for any source's captions (the spec strings of config.data.name, mixtures included):
-
-    python -m lang_image.data.tokenizer --source=wds:/data/{00000..00099}.tar \\
-        --vocab_size=32000 --output=/data/tokenizer.model
-
-and, without --source, for the embedded dataset (kept next to it).
+`python -m lang_image.train_tokenizer` trains one on any source's captions.
 """
 
 from __future__ import annotations
@@ -21,6 +16,8 @@ import numpy as np
 import sentencepiece as spm
 
 from lang_image import storage
+from lang_image.data.sources.base import BadSample
+from lang_image.interop import bpe
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 
@@ -116,32 +113,8 @@ def load(path: str):
   with vocab.json and merges.txt, or bpe_simple_vocab_16e6.txt.gz) read by
   lang_image.interop.bpe. Both encode(texts, max_len) to int32 rows ending in end-of-text."""
   if os.path.isdir(path) or path.endswith((".txt", ".txt.gz")):
-    from lang_image.interop import bpe
     return bpe.BpeTokenizer.from_path(path)
   return Tokenizer(path)
-
-
-def shapes_tokenizer(data_dir: str, config: str = "default", vocab_size: int = 1000) -> str:
-  """Path of the tokenizer kept with the prepared shapes dataset.
-
-  Trained on first use from the train split's captions, and stored in the
-  dataset's own directory so that it is replaced along with the data.
-  """
-  # Imported here: TFDS is slow to import and `Tokenizer` users need none of it.
-  from lang_image.data import shapes_tfds
-  builder = shapes_tfds.prepare(data_dir, config)
-  path = storage.join(os.fspath(builder.data_dir), f"tokenizer_{vocab_size}.model")
-  if not storage.exists(path):
-    train_sentencepiece(_train_captions(config), path, vocab_size)
-  return path
-
-
-def _train_captions(config: str) -> Iterator[str]:
-  # Regenerating captions skips rendering, so it is much faster than reading
-  # and decoding the stored examples; the tests check that the two agree.
-  from lang_image.data import shapes
-  for index in range(shapes.SPLIT_SIZES[config]["train"]):
-    yield shapes.describe("train", index)["caption"]
 
 
 def source_captions(sources, weights=None, limit: int = 200_000,
@@ -149,7 +122,6 @@ def source_captions(sources, weights=None, limit: int = 200_000,
   """Up to `limit` captions of the sources, split between them by weight and spread evenly
   over each (every k-th sample); every caption of a sample with several. Faulty samples are
   passed over and counted in `skipped` (reason -> count)."""
-  from lang_image.data.sources.base import BadSample
   weights = weights or [1.0] * len(sources)
   total = sum(weights)
   for source, weight in zip(sources, weights):
@@ -176,55 +148,3 @@ def train_on_sources(sources, model_path: str, vocab_size: int, limit: int = 200
   train_sentencepiece(source_captions(sources, weights, limit, skipped), model_path,
                       vocab_size)
   return skipped
-
-
-def main(argv) -> None:
-  del argv
-  from absl import flags
-  from lang_image import config as config_lib
-  f = flags.FLAGS
-  data_dir = f.data_dir or config_lib.default_data_dir()
-  if f.source:
-    if not f.output:
-      raise SystemExit("error: --source needs --output=PATH for the tokenizer model.")
-    from ml_collections import ConfigDict
-    from lang_image.data import pipeline
-    data_cfg = ConfigDict(dict(name=f.source, data_dir=f.data_dir, variant=f.config,
-                               image_key=f.image_key, text_key=f.text_key,
-                               csv_separator=f.csv_separator, skip_bad_shards=False,
-                               tfds_data_dir=""))
-    try:
-      sources, weights = pipeline.open_sources(data_cfg)
-    except config_lib.ConfigError as e:
-      raise SystemExit(f"error: {e}") from None
-    skipped = train_on_sources(sources, f.output, f.vocab_size, f.samples, weights)
-    print(f"skipped samples: {skipped or 'none'}")
-    path = f.output
-  elif f.output:
-    path = train_sentencepiece(_train_captions(f.config), f.output, f.vocab_size)
-  else:
-    path = shapes_tokenizer(data_dir, f.config, f.vocab_size)
-  tok = Tokenizer(path)
-  example = "A photo of one red star in the top left corner."
-  ids = tok.encode([example], 24)
-  print(f"tokenizer: {path}")
-  print(f"vocab size: {tok.vocab_size}")
-  print(f"encode({example!r}) = {ids[0].tolist()}")
-  print(f"decode -> {tok.decode(ids)[0]!r}")
-
-
-if __name__ == "__main__":
-  from absl import app, flags
-  flags.DEFINE_string("data_dir", "", "Dataset root; empty: $LANG_IMAGE_DATA_DIR or "
-                      "~/.cache/lang_image.")
-  flags.DEFINE_string("config", "default", "Shapes dataset config: default or tiny.")
-  flags.DEFINE_integer("vocab_size", 1000, "Upper bound on the vocabulary size.")
-  flags.DEFINE_string("output", "", "Write the model here instead of next to the dataset "
-                      "(which then need not be prepared).")
-  flags.DEFINE_string("source", "", "Train on this source's captions (a config.data.name "
-                      "spec such as wds:/data/{00000..00099}.tar, or a mixture).")
-  flags.DEFINE_integer("samples", 200_000, "How many samples' captions to train on.")
-  flags.DEFINE_string("image_key", "", "As config.data.image_key.")
-  flags.DEFINE_string("text_key", "", "As config.data.text_key.")
-  flags.DEFINE_string("csv_separator", ",", "As config.data.csv_separator.")
-  app.run(main)

@@ -9,7 +9,9 @@ set cannot support (retrieval without captions, classification without labels) i
 Metric names: `zero_shot/{top1, top5, top1_<subset>, mean_per_class_recall}`,
 `retrieval/{i2t,t2i}_r{1,5,10}` and `retrieval/{i2t,t2i}_{mean,median}_rank`,
 `linear_probe/{top1, top5, mean_per_class_recall, val_top1, l2}`,
-`knn/{top1, top5, mean_per_class_recall}`; accuracies and recalls in percent. Ties are broken
+`knn/{top1, top5, mean_per_class_recall}`; accuracies and recalls in percent. An eval set
+with named label sets (`eval_sets.LabelSet`, e.g. scenes' colour, count, texture) reports each
+as `<task>/<label set>/<metric>`, on the images the label set applies to. Ties are broken
 at random in expectation everywhere (`ranks`, `classification`, `knn`).
 """
 
@@ -25,7 +27,8 @@ from jax.experimental import multihost_utils
 
 from lang_image import storage
 from lang_image.evaluators import eval_sets, knn, linear_probe, retrieval, zero_shot
-from lang_image.evaluators import tfds_sets  # noqa: F401  (registers the tfds eval sets)
+# Importing a loader's module registers its eval sets.
+from lang_image.evaluators import scenes_sets, shapes_sets, source_sets, tfds_sets  # noqa: F401
 
 TASKS = ("zero_shot", "retrieval", "linear_probe", "knn")
 
@@ -61,12 +64,14 @@ class Evaluator:
   def __init__(self, dataset, eval_cfg, sharding, eval_set: eval_sets.EvalSet | None = None):
     self.tasks = [t for t in TASKS if eval_cfg[t]]
     probes = "linear_probe" in self.tasks or "knn" in self.tasks
-    self.eval_set = eval_set or eval_sets.embedded(dataset, eval_cfg, probes=probes)
+    self.eval_set = eval_set or shapes_sets.embedded(dataset, eval_cfg, probes=probes)
     es = self.eval_set
-    skip = {"zero_shot": es.classes is None or es.test.labels is None,
-            "retrieval": es.captions is None,
-            "linear_probe": es.fit is None or es.test.labels is None,
-            "knn": es.fit is None or es.test.labels is None}
+    labellings = label_sets(es)
+    # Label sets by name ('' for the eval set's own labels) for each kind of task.
+    self._zero_shot = {k: v for k, v in labellings.items() if v.classes and v.templates}
+    self._probe = {k: v for k, v in labellings.items() if v.fit is not None and es.fit}
+    skip = {"zero_shot": not self._zero_shot, "retrieval": es.captions is None,
+            "linear_probe": not self._probe, "knn": not self._probe}
     for task in self.tasks:
       if skip[task]:
         logging.info("Skipping %s on %s: the dataset does not provide what it needs.", task,
@@ -77,22 +82,16 @@ class Evaluator:
     n_dev = sharding.mesh.size
     self._batch = -(-eval_cfg.batch_size // n_dev) * n_dev
     if "zero_shot" in self.tasks:
-      self._prompt_tokens = dataset.tokenize(zero_shot.prompts(es.classes, es.templates))
+      self._prompt_tokens = {k: dataset.tokenize(zero_shot.prompts(v.classes, v.templates))
+                             for k, v in self._zero_shot.items()}
     if "retrieval" in self.tasks:
       self._caption_tokens = dataset.tokenize(es.captions)
-    if es.fit is not None and es.test.labels is not None:
-      # Classes without fit examples cannot be learnt: the probes are scored on the others.
-      seen = np.isin(np.arange(self.num_classes), es.fit.labels)
-      self._probe_val = seen[es.validation.labels]
-      self._probe_test = seen[es.test.labels]
     self.last: Embeddings | None = None
 
   @property
   def num_classes(self) -> int:
-    es = self.eval_set
-    if es.classes is not None:
-      return len(es.classes)
-    return int(max(es.test.labels.max(), es.fit.labels.max() if es.fit else 0)) + 1
+    """Classes of the eval set's own labels."""
+    return _num_classes(label_sets(self.eval_set)[""])
 
   def _embed(self, fn, data) -> np.ndarray:
     return embed_all(fn, data, self._batch, self._sharding)
@@ -104,11 +103,16 @@ class Evaluator:
     if image_features is not None and {"linear_probe", "knn"} & set(self.tasks):
       metrics.update(self._probes(image_features))
     if "zero_shot" in self.tasks:
-      prompt_emb = self._embed(embed_texts, self._prompt_tokens)
-      self.last.classes = zero_shot.class_embeddings(prompt_emb, len(es.classes))
-      accuracy = zero_shot.zero_shot_accuracy(self.last.images, self.last.classes,
-                                              es.test.labels, subsets=es.subsets)
-      metrics.update({f"zero_shot/{k}": v for k, v in accuracy.items()})
+      for name, labelling in self._zero_shot.items():
+        prompt_emb = self._embed(embed_texts, self._prompt_tokens[name])
+        classes = zero_shot.class_embeddings(prompt_emb, len(labelling.classes))
+        if not name:
+          self.last.classes = classes
+        keep = labelling.test >= 0
+        accuracy = zero_shot.zero_shot_accuracy(
+            self.last.images[keep], classes, labelling.test[keep],
+            subsets={k: np.asarray(v)[keep] for k, v in labelling.subsets.items()})
+        metrics.update({f"zero_shot/{_prefix(name)}{k}": v for k, v in accuracy.items()})
     if "retrieval" in self.tasks:
       self.last.captions = self._embed(embed_texts, self._caption_tokens)
       scores = retrieval.retrieval_metrics(self.last.images, self.last.captions,
@@ -118,20 +122,56 @@ class Evaluator:
 
   def _probes(self, image_features) -> dict:
     es = self.eval_set
-    fit = (self._embed(image_features, es.fit.images), es.fit.labels)
+    fit_x = self._embed(image_features, es.fit.images)
     test_x = self._embed(image_features, es.test.images)
-    test = (test_x[self._probe_test], es.test.labels[self._probe_test])
+    val_x = (self._embed(image_features, es.validation.images) if "linear_probe" in self.tasks
+             else None)
     metrics = {}
-    if "linear_probe" in self.tasks:
-      val_x = self._embed(image_features, es.validation.images)
-      val = (val_x[self._probe_val], es.validation.labels[self._probe_val])
-      result = linear_probe.linear_probe(fit, val, test, num_classes=self.num_classes)
-      metrics.update({f"linear_probe/{k}": float(v) for k, v in result.items()})
-    if "knn" in self.tasks:
-      result = knn.knn_classification(fit, test, self.num_classes, k=self._cfg.knn_k,
-                                      temperature=self._cfg.knn_temperature)
-      metrics.update({f"knn/{k}": v for k, v in result.items()})
+    for name, labelling in self._probe.items():
+      num_classes = _num_classes(labelling)
+      fit_y, test_y = labelling.fit, labelling.test
+      # Classes without fit examples cannot be learnt: the probes are scored on the others.
+      seen = np.isin(np.arange(num_classes), fit_y[fit_y >= 0])
+      fit_rows = fit_y >= 0
+      fit = (fit_x[fit_rows], fit_y[fit_rows])
+      test_rows = (test_y >= 0) & seen[np.maximum(test_y, 0)]
+      test = (test_x[test_rows], test_y[test_rows])
+      prefix = _prefix(name)
+      if "linear_probe" in self.tasks:
+        val_y = labelling.validation
+        val_rows = (val_y >= 0) & seen[np.maximum(val_y, 0)]
+        result = linear_probe.linear_probe(fit, (val_x[val_rows], val_y[val_rows]), test,
+                                           num_classes=num_classes)
+        metrics.update({f"linear_probe/{prefix}{k}": float(v) for k, v in result.items()})
+      if "knn" in self.tasks:
+        result = knn.knn_classification(fit, test, num_classes, k=self._cfg.knn_k,
+                                        temperature=self._cfg.knn_temperature)
+        metrics.update({f"knn/{prefix}{k}": v for k, v in result.items()})
     return metrics
+
+
+def label_sets(es: eval_sets.EvalSet) -> dict[str, eval_sets.LabelSet]:
+  """An eval set's labellings by name: '' for its own labels (metrics '<task>/<metric>'), if
+  it has any, then its named label sets (metrics '<task>/<name>/<metric>')."""
+  out = {}
+  if es.test.labels is not None:
+    out[""] = eval_sets.LabelSet(
+        classes=es.classes, test=np.asarray(es.test.labels), templates=es.templates,
+        subsets=es.subsets, fit=None if es.fit is None else np.asarray(es.fit.labels),
+        validation=None if es.validation is None else np.asarray(es.validation.labels))
+  out.update(es.label_sets)
+  return out
+
+
+def _num_classes(labelling: eval_sets.LabelSet) -> int:
+  if labelling.classes is not None:
+    return len(labelling.classes)
+  fit_max = labelling.fit.max() if labelling.fit is not None else 0
+  return int(max(labelling.test.max(), fit_max)) + 1
+
+
+def _prefix(name: str) -> str:
+  return f"{name}/" if name else ""
 
 
 def write_json(workdir: str, step: int, metrics: dict) -> str:

@@ -13,6 +13,8 @@ reports them; this package's own metrics are in percent):
                              mean_rank and median_rank (1-based ranks, not fractions)
     linear_probe             acc1, acc5, mean_per_class_recall, val_acc1, l2
     knn_classification       acc1, acc5, mean_per_class_recall
+
+An eval set's named label sets keep their name in front: `colour/acc1`, `texture/acc1`.
 """
 
 from __future__ import annotations
@@ -48,8 +50,12 @@ def records(metrics: dict, dataset: str, model: str, pretrained: str, step: int)
   by_task = {}
   for key, value in metrics.items():
     task, name = key.split("/", 1)
+    # A named label set's metrics keep its name: 'zero_shot/colour/top1' -> 'colour/acc1'.
+    label_set, _, name = name.rpartition("/")
     convert = _retrieval if task == "retrieval" else _classification
     new_name, new_value = convert(name, float(value))
+    if label_set:
+      new_name = f"{label_set}/{new_name}"
     by_task.setdefault(task, {})[new_name] = new_value
   return [{"dataset": dataset, "model": model, "pretrained": pretrained,
            "task": TASK_NAMES[task], "language": "en", "step": int(step), "metrics": values}

@@ -5,15 +5,19 @@ prompt templates for zero-shot classification, captions for retrieval, and optio
 training and a validation split for the linear probe and k-NN. Loaders build one by name:
 
     shapes          the embedded dataset's eval split (config.eval.split), with the single-
-                    object train images and the validation split for the probes
+                    object train images and the validation split for the probes (`shapes_sets`)
+    scenes          the multi-object benchmark's eval split: several named label sets for
+                    zero-shot and the probes, retrieval on its captions (`scenes_sets`)
     cifar10, cifar100, imagenet2012, coco_captions
                     tfds datasets prepared on disk (`tfds_sets`)
     wds:..., csv:..., jsonl:..., tfds:...
                     retrieval on the first samples of any data source (`source_sets`)
 
-A new source (e.g. webdataset shards) plugs in with `register(name, loader)`: a loader takes
-a `LoadContext` and returns an `EvalSet`. Class names and templates come from text files in
-`prompts/` (one entry per line, `#` starts a comment line; `read_lines`).
+A module that loads eval sets registers them here (`register(name, loader)`, or
+`register_family` for every name a predicate accepts); a loader takes the name and a
+`LoadContext` and returns an `EvalSet`; `lang_image.evaluators` imports the loaders' modules.
+Class names and templates come from text files in `prompts/` (one entry per line, `#` starts
+a comment line; `read_lines`).
 """
 
 from __future__ import annotations
@@ -70,6 +74,19 @@ class Split:
 
 
 @dataclasses.dataclass
+class LabelSet:
+  """One named labelling of the images, beside or instead of EvalSet's own labels: zero-shot
+  when it has class names and templates, the probes when it has fit labels. A label of -1
+  means the label set does not apply to that image (it is left out of the task)."""
+  classes: list[str]
+  test: np.ndarray
+  templates: list[str] | None = None
+  subsets: dict = dataclasses.field(default_factory=dict)
+  fit: np.ndarray | None = None
+  validation: np.ndarray | None = None
+
+
+@dataclasses.dataclass
 class EvalSet:
   # The dataset's name in CLIP_benchmark's results ('cifar10', 'imagenet1k', ...).
   name: str
@@ -85,6 +102,8 @@ class EvalSet:
   # Linear probe and k-NN: fitted on `fit`, the probe's penalty chosen on `validation`.
   fit: Split | None = None
   validation: Split | None = None
+  # Named label sets; each task reports its metrics as '<task>/<label set>/<metric>'.
+  label_sets: dict[str, LabelSet] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -96,21 +115,30 @@ class LoadContext:
   probes: bool = True  # whether the linear probe or k-NN will run (their splits are loaded)
 
 
-LOADERS: dict[str, Callable[[LoadContext], EvalSet]] = {}
+Loader = Callable[[str, LoadContext], EvalSet]
+LOADERS: dict[str, Loader] = {}
+# Loaders of whole families of names (any data source spec), tried after LOADERS: (does the
+# name belong to the family, loader, a description for messages).
+FAMILIES: list[tuple[Callable[[str], bool], Loader, str]] = []
 
 
-def register(name: str, loader: Callable[[LoadContext], EvalSet]) -> None:
+def register(name: str, loader: Loader) -> None:
   LOADERS[name] = loader
 
 
+def register_family(matches: Callable[[str], bool], loader: Loader, description: str) -> None:
+  FAMILIES.append((matches, loader, description))
+
+
 def open_eval_set(name: str, context: LoadContext) -> EvalSet:
-  from lang_image.evaluators import source_sets  # noqa: PLC0415
-  if name not in LOADERS and source_sets.is_source(name):
-    return source_sets.load(name, context)
-  if name not in LOADERS:
-    raise ValueError(f"unknown eval dataset '{name}'; the known ones are {sorted(LOADERS)} "
-                     "and data sources such as wds:/data/val/{00000..00003}.tar.")
-  return LOADERS[name](context)
+  if name in LOADERS:
+    return LOADERS[name](name, context)
+  for matches, loader, _ in FAMILIES:
+    if matches(name):
+      return loader(name, context)
+  examples = "".join(f" and {example}" for _, _, example in FAMILIES)
+  raise ValueError(f"unknown eval dataset '{name}'; the known ones are {sorted(LOADERS)}"
+                   f"{examples}.")
 
 
 def read_lines(name: str) -> list[str]:
@@ -123,53 +151,3 @@ def read_lines(name: str) -> list[str]:
                      f"with one entry per line.")
   with open(path, encoding="utf-8") as f:
     return [line.strip() for line in f if line.strip() and not line.startswith("#")]
-
-
-def _read_shapes(source, limit=None, single_object=False, with_text=False) -> dict:
-  images, labels, held_out, captions, index = [], [], [], [], []
-  for i in range(len(source)):
-    example = source[i]
-    if single_object and int(example["n_objects"]) != 1:
-      continue
-    images.append(np.asarray(example["image"], np.uint8))
-    labels.append(int(example["label"]))
-    held_out.append(bool(example["held_out"]))
-    index.append(i)
-    if with_text:
-      caption = example["caption"]
-      captions.append(caption.decode("utf-8") if isinstance(caption, bytes) else str(caption))
-    if limit is not None and len(images) >= limit:
-      break
-  return {"image": np.stack(images), "label": np.asarray(labels, np.int32),
-          "held_out": np.asarray(held_out, bool), "caption": captions, "index": index}
-
-
-def embedded(dataset, eval_cfg, probes: bool = True) -> EvalSet:
-  """The embedded dataset's eval split; probes fit on up to `linear_probe_examples` single-
-  object train images (their label names their one object) and tune on the validation split."""
-  from lang_image.data import shapes  # noqa: PLC0415
-  split = eval_cfg.split
-  test = _read_shapes(dataset.source(split), with_text=True)
-  per_image = int(eval_cfg.captions_per_image)
-  if per_image < 1:
-    raise ValueError(f"config.eval.captions_per_image must be at least 1, got {per_image}.")
-  captions, caption_image = [], []
-  for row, (index, caption) in enumerate(zip(test["index"], test["caption"])):
-    extra = shapes.captions(split, index, per_image)[1:] if per_image > 1 else []
-    captions += [caption, *extra]
-    caption_image += [row] * per_image
-  eval_set = EvalSet(
-      name=dataset.builder.name, test=Split(test["image"], test["label"]),
-      classes=list(dataset.classes), templates=list(dataset.templates),
-      captions=captions, caption_image=np.asarray(caption_image),
-      subsets={"seen": ~test["held_out"], "unseen": test["held_out"]})
-  if probes:
-    fit = _read_shapes(dataset.source("train"), limit=eval_cfg.linear_probe_examples,
-                       single_object=True)
-    val = _read_shapes(dataset.source("validation"))
-    eval_set.fit = Split(fit["image"], fit["label"])
-    eval_set.validation = Split(val["image"], val["label"])
-  return eval_set
-
-
-register("shapes", lambda c: embedded(c.dataset, c.eval_cfg, c.probes))

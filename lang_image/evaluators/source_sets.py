@@ -10,32 +10,36 @@ true matches). Faulty samples are passed over, as in training, and counted in th
 from __future__ import annotations
 
 import collections
+import dataclasses
 
 import numpy as np
 from absl import logging
 
+from lang_image.data import ops, pipeline, sources
+from lang_image.data import preprocess as preprocess_lib
+from lang_image.data.sources.base import BadSample
 from lang_image.evaluators import eval_sets
 
 EVAL_PP = "decode|resize_small|central_crop"
 
 
 def is_source(name: str) -> bool:
-  from lang_image.data.sources import SCHEMES
-  scheme, sep, _ = name.partition(":")
-  return bool(sep) and scheme in SCHEMES
+  """Whether `name` is a data source spec of a kind read from files (wds:, csv:, ...)."""
+  try:
+    return not sources.kind_of(name).builtin
+  except sources.DataError:
+    return False
 
 
 def load(name: str, context: eval_sets.LoadContext) -> eval_sets.EvalSet:
-  from lang_image.data import ops, sources
-  from lang_image.data.sources.base import BadSample
   data_cfg = getattr(context.dataset, "data_cfg", None)
-  get = (lambda k, d: data_cfg.get(k, d)) if data_cfg is not None else (lambda k, d: d)
-  source = sources.open_source(
-      name, image_key=get("image_key", ""), text_key=get("text_key", ""),
-      csv_separator=get("csv_separator", ","), skip_bad_shards=get("skip_bad_shards", False),
-      tfds_data_dir=context.tfds_data_dir or get("tfds_data_dir", "") or None)
-  preprocess = ops.Preprocess(EVAL_PP, ops.Context(image_size=context.image_size))
-  limit = int(context.eval_cfg.get("source_examples", 1000))
+  options = (pipeline.source_options(data_cfg) if data_cfg is not None
+             else sources.SourceOptions())
+  if context.tfds_data_dir:
+    options = dataclasses.replace(options, tfds_data_dir=context.tfds_data_dir)
+  source = sources.open_source(name, options)
+  preprocess = preprocess_lib.Preprocess(EVAL_PP, ops.Context(image_size=context.image_size))
+  limit = int(context.eval_cfg.source_examples)
   images, captions, caption_image = [], [], []
   skipped = collections.Counter()
   rng = np.random.default_rng(0)  # unused by the deterministic eval ops
@@ -59,3 +63,6 @@ def load(name: str, context: eval_sets.LoadContext) -> eval_sets.EvalSet:
     logging.warning("Eval set %s: skipped %s.", name, dict(skipped))
   return eval_sets.EvalSet(name=name, test=eval_sets.Split(np.stack(images)),
                            captions=captions, caption_image=np.asarray(caption_image))
+
+
+eval_sets.register_family(is_source, load, "data sources such as wds:/data/val/{00000..00003}.tar")

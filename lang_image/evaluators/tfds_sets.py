@@ -139,4 +139,4 @@ def load(spec: TfdsSpec, context: eval_sets.LoadContext) -> eval_sets.EvalSet:
 
 
 for _name, _spec in SPECS.items():
-  eval_sets.register(_name, lambda context, spec=_spec: load(spec, context))
+  eval_sets.register(_name, lambda name, context, spec=_spec: load(spec, context))

@@ -21,7 +21,7 @@ import numpy as np
 from flax import nnx
 
 from lang_image.interop.tensors import CheckpointError
-from lang_image.models import layers, two_tower, variants
+from lang_image.models import norms, two_tower, variants
 from lang_image.models.pretrainer import IMAGE_NORMS
 from lang_image.models.variants import TextSpec, VitSpec
 
@@ -39,7 +39,7 @@ class ClipArchitecture:
   vocab_size: int
   embed_dim: int
   act: str = "quick_gelu"
-  ln_eps: float = layers.LN_EPS
+  ln_eps: float = norms.LN_EPS
   text_pool: str = "argmax"   # "argmax" (OpenAI), "eos" (HF: first eos_id) or "eot".
   eos_id: int | None = None
   image_norm: str = "clip"

@@ -28,8 +28,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from flax import nnx  # noqa: E402
+
+from lang_image import checkpoint, parallel, saved_config  # noqa: E402
 from lang_image import config as config_lib  # noqa: E402
-from lang_image.interop import architecture, hf  # noqa: E402
+from lang_image.data import pipeline  # noqa: E402
+from lang_image.data import tokenizer as tokenizer_lib  # noqa: E402
+from lang_image.errors import ConfigError  # noqa: E402
+from lang_image.interop import architecture, bpe, hf, pretrained  # noqa: E402
+from lang_image.trainer import Trainer  # noqa: E402
 
 def define_flags():
   """The command's flags, defined only when it runs (other modules define --out too)."""
@@ -52,7 +59,6 @@ def export_towers(towers, out: str, *, image_norm: str = "clip", tokenizer=None,
   `tokenizer` (or `eos_id`) gives the end-of-text id for towers pooled at the last non-pad
   token; a CLIP BPE tokenizer is also written beside the model.
   """
-  from lang_image.interop import bpe
   if tokenizer is not None:
     eos_id = tokenizer.eos_id
   arch = architecture.of_towers(towers, eos_id, image_norm)
@@ -66,21 +72,17 @@ def export_towers(towers, out: str, *, image_norm: str = "clip", tokenizer=None,
 
 def restore_towers(config, workdir: str, step: int | None = None):
   """(towers, tokenizer) of the checkpoint at `step` (newest: None) of a training run."""
-  from flax import nnx
-
-  from lang_image import checkpoint, parallel, train
-  from lang_image.data import pipeline
   config_lib.validate(config, None)
   mesh = parallel.make_mesh(config.mesh)
   dataset = pipeline.open_for(config)
-  trainer = train.Trainer(config, mesh, dataset.tokenizer.vocab_size)
+  trainer = Trainer(config, mesh, dataset.tokenizer.vocab_size)
   ckpt = checkpoint.Checkpointer(workdir, 0, config.keep_checkpoints)
   try:
     restored = ckpt.restore(trainer.abstract_state, step)
   finally:
     ckpt.close()
   if restored is None:
-    raise config_lib.ConfigError(f"no checkpoint in '{ckpt.directory}'; train there first or "
+    raise ConfigError(f"no checkpoint in '{ckpt.directory}'; train there first or "
                                  "pass the workdir of a training run.")
   state, _ = restored
   return nnx.merge(trainer.graphdef, state["params"], state["rest"]).towers, dataset.tokenizer
@@ -88,10 +90,8 @@ def restore_towers(config, workdir: str, step: int | None = None):
 
 def export_weights(spec: str, out: str, tokenizer_path: str | None = None) -> None:
   """Converts 'hf:...' / 'openai:...' weights to a CLIPModel folder."""
-  from lang_image.data import tokenizer as tokenizer_lib
-  from lang_image.interop import init
-  towers, arch = init.load(spec)
-  kind, path = init.parse(spec)
+  towers, arch = pretrained.load(spec)
+  kind, path = pretrained.parse(spec)
   if tokenizer_path is None and kind == "hf" and os.path.isfile(os.path.join(path, "vocab.json")):
     tokenizer_path = path
   tokenizer = tokenizer_lib.load(tokenizer_path) if tokenizer_path else None
@@ -104,21 +104,20 @@ def main(argv, args):
   out, workdir, weights = args["out"].value, args["workdir"].value, args["weights"].value
   try:
     if not out:
-      raise config_lib.ConfigError("--out is required: the folder to write the model into.")
+      raise ConfigError("--out is required: the folder to write the model into.")
     if bool(weights) == bool(workdir):
-      raise config_lib.ConfigError("give either --workdir (a training run) or --weights "
-                                   "(hf:/folder or openai:/file), not both or neither.")
+      raise ConfigError("give either --workdir (a training run) or --weights "
+                        "(hf:/folder or openai:/file), not both or neither.")
     if weights:
       export_weights(weights, out, args["tokenizer"].value)
     else:
       config = args["config"].value
       if config is None:
-        from lang_image import run_config
-        config = run_config.load(workdir)
+        config = saved_config.load(workdir)
       towers, tokenizer = restore_towers(config, workdir, args["step"].value)
-      export_towers(towers, out, image_norm=config.model.get("image_norm", "minus_one_one"),
+      export_towers(towers, out, image_norm=config.model.image_norm,
                     tokenizer=tokenizer)
-  except config_lib.ConfigError as e:
+  except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   print(f"wrote {os.path.abspath(out)}")

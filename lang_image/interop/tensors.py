@@ -15,7 +15,7 @@ import zipfile
 
 import numpy as np
 
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 
 INTEROP_EXTRA = "pip install -e '.[interop]'"
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lang_image.models import layers
+from lang_image.models import layers, norms
 
 
 class ConvStem(nnx.Module):
@@ -34,12 +34,12 @@ class ConvStem(nnx.Module):
         nnx.Conv(c_in, c_out, kernel_size=(3, 3), strides=(2, 2), padding="SAME",
                  use_bias=False, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         for c_in, c_out in zip([3] + channels[:-1], channels)])
-    self.norms = nnx.List([layers.layer_norm(c, rngs, param_dtype) for c in channels])
+    self.norms = nnx.List([norms.layer_norm(c, rngs, param_dtype) for c in channels])
     self.proj = layers.dense(channels[-1], width, dtype, param_dtype, rngs)
 
   def __call__(self, images: jax.Array) -> jax.Array:
     x = images.astype(self.dtype)
     for conv, norm in zip(self.convs, self.norms):
-      x = layers.exact_gelu(layers.apply_norm(norm, conv(x), self.dtype))
+      x = layers.exact_gelu(norms.apply_norm(norm, conv(x), self.dtype))
     b, h, w, c = x.shape
     return layers.apply_2d(self.proj, x.reshape(b, h * w, c))

@@ -1,16 +1,20 @@
 """The trained module: shared two towers plus the heads that objective terms own.
 
+The heads come from outside (`make_heads`, built by the trainer from the objective terms), so
+models never import objectives.
+
 Parameter paths start with `towers.` (image/text towers, projections, logit scale) or
 `heads.<term name>.`; sharding rules and checkpoints see the same names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lang_image import objectives
 from lang_image.models import two_tower, variants
 
 
@@ -41,24 +45,31 @@ def preprocess_images(images: jax.Array, image_size: int,
 
 
 class Pretrainer(nnx.Module):
+  """Towers plus heads.
 
-  def __init__(self, model_cfg, vocab_size: int, terms, *, rngs: nnx.Rngs):
+  make_heads(dims, rngs) -> {name: head module}: the trainable modules the objective terms
+  own; dims holds the towers' `image_width`, `text_width` and `embed_dim`.
+  embedding: None when evaluation uses the towers' joint space, else (head name,
+  embed(head, modality, features) -> unit embeddings) for a head's own space.
+  """
+
+  def __init__(self, model_cfg, vocab_size: int, make_heads: Callable[[dict, nnx.Rngs], dict],
+               embedding: tuple[str, Callable] | None = None, *, rngs: nnx.Rngs):
     self.towers = two_tower.build_two_tower(model_cfg, vocab_size, rngs=rngs)
     dims = {
         "image_width": variants.parse_vit(model_cfg.image).width,
         "text_width": variants.parse_text(model_cfg.text).width,
         "embed_dim": model_cfg.embed_dim,
     }
-    self.heads = nnx.Dict(objectives.make_heads(terms, dims, rngs))
+    self.heads = nnx.Dict(make_heads(dims, rngs))
     self.image_size = int(model_cfg.image_size)
-    self.image_norm = getattr(model_cfg, "image_norm", "minus_one_one")
+    self.image_norm = model_cfg.image_norm
     if self.image_norm not in IMAGE_NORMS:
       raise ValueError(f"Unknown config.model.image_norm {self.image_norm!r}; known: "
                        f"{', '.join(IMAGE_NORMS)}.")
     self.logit_scale_max = float(model_cfg.logit_scale_max)
-    term = objectives.embedding_term(terms)
-    # (term name, its module) when evaluation uses a term's own space; static, not state.
-    self._embedding = None if term is None else (term.name, term.module)
+    # Static, not state.
+    self._embedding = embedding
 
   def __call__(self, images: jax.Array, tokens: jax.Array) -> dict:
     return self.towers(self.preprocess(images), tokens)
@@ -89,5 +100,5 @@ class Pretrainer(nnx.Module):
   def _embed(self, modality, features, emb):
     if self._embedding is None:
       return emb
-    name, module = self._embedding
-    return module.embed(self.heads[name], modality, features)
+    name, embed = self._embedding
+    return embed(self.heads[name], modality, features)

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lang_image.models import layers
+from lang_image.models import layers, norms
+from lang_image.models import matmul_precision as matmul_precision_lib
 from lang_image.models.variants import TextSpec
 
 POOLS = ("eot", "mean", "first", "argmax", "eos")
@@ -54,7 +55,7 @@ class TextTransformer(nnx.Module):
     self.eos_id = eos_id
     self.causal = causal
     self.dtype = dtype
-    self.matmul_precision = layers.check_matmul_precision(matmul_precision)
+    self.matmul_precision = matmul_precision_lib.check_matmul_precision(matmul_precision)
     self.token_embed = nnx.Embed(
         vocab_size, spec.width, dtype=dtype, param_dtype=param_dtype,
         embedding_init=layers.embed_init(0.02), rngs=rngs)

@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lang_image.models import attention_kernels, layers, variants
+from lang_image.models import attention_kernels, layers, norms, variants
+from lang_image.models import matmul_precision as matmul_precision_lib
 from lang_image.models.text import TextTransformer
 from lang_image.models.vit import VisionTransformer
 
@@ -101,10 +102,10 @@ def build_two_tower(cfg, vocab_size: int, *, rngs: nnx.Rngs) -> TwoTower:
                             default devices here).
     remat ["none"]          rematerialisation policy of every block, layers.REMAT_POLICIES.
     eos_id [None]           end-of-text id, needed by text_pool "eos".
-    ln_eps [1e-5]           epsilon of every LayerNorm (layers.LN_EPS).
-    matmul_precision ["default"]  layers.MATMUL_PRECISIONS: "bf16_f32acc" runs every
-                            tower matmul on bfloat16 inputs with float32 accumulation
-                            and results (layers.py).
+    ln_eps [1e-5]           epsilon of every LayerNorm (norms.LN_EPS).
+    matmul_precision ["default"]  matmul_precision.MATMUL_PRECISIONS: "bf16_f32acc" runs
+                            every tower matmul on bfloat16 inputs with float32
+                            accumulation and results.
   """
   if cfg.dtype not in DTYPES:
     raise ValueError(f"Unknown dtype {cfg.dtype!r}; known: {', '.join(DTYPES)}.")
@@ -112,7 +113,8 @@ def build_two_tower(cfg, vocab_size: int, *, rngs: nnx.Rngs) -> TwoTower:
   act = getattr(cfg, "act", "gelu")
   attn_impl = attention_kernels.implementation(cfg)
   remat = getattr(cfg, "remat", "none")
-  matmul_precision = layers.check_matmul_precision(getattr(cfg, "matmul_precision", "default"))
+  matmul_precision = matmul_precision_lib.check_matmul_precision(
+      getattr(cfg, "matmul_precision", "default"))
   image = VisionTransformer(
       variants.parse_vit(cfg.image), cfg.image_size, pool=cfg.image_pool,
       dtype=dtype, act=act, pre_norm=getattr(cfg, "image_pre_norm", False),
@@ -128,7 +130,7 @@ def build_two_tower(cfg, vocab_size: int, *, rngs: nnx.Rngs) -> TwoTower:
                     logit_scale_init=cfg.logit_scale_init,
                     logit_bias_init=getattr(cfg, "logit_bias_init", None),
                     rngs=rngs)
-  ln_eps = getattr(cfg, "ln_eps", layers.LN_EPS)
-  if ln_eps != layers.LN_EPS:
-    layers.set_norm_epsilon(towers, ln_eps)
+  ln_eps = getattr(cfg, "ln_eps", norms.LN_EPS)
+  if ln_eps != norms.LN_EPS:
+    norms.set_norm_epsilon(towers, ln_eps)
   return towers

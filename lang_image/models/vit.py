@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lang_image.models import conv_stem, layers
+from lang_image.models import conv_stem, layers, norms
+from lang_image.models import matmul_precision as matmul_precision_lib
 from lang_image.models.variants import VitSpec
 
 POOLS = ("cls", "gap", "map")
@@ -43,7 +44,7 @@ class MAPHead(nnx.Module):
     self.kv = layers.dense(width, 2 * width, dtype, param_dtype, rngs,
                            kernel_init=layers.fused_xavier_uniform(2), **mp)
     self.out = layers.dense(width, width, dtype, param_dtype, rngs, **mp)
-    self.ln = layers.layer_norm(width, rngs, param_dtype)
+    self.ln = norms.layer_norm(width, rngs, param_dtype)
     self.mlp = layers.Mlp(width, mlp_dim, dtype=dtype,
                           param_dtype=param_dtype, act=act, rngs=rngs, **mp)
 
@@ -56,7 +57,7 @@ class MAPHead(nnx.Module):
     y = layers.attention(q, kv[:, :, 0], kv[:, :, 1], implementation=self.attn_impl,
                          matmul_precision=self.matmul_precision)
     y = self.out(y.reshape(b, 1, d))
-    y = y + self.mlp(layers.apply_norm(self.ln, y, self.dtype))
+    y = y + self.mlp(norms.apply_norm(self.ln, y, self.dtype))
     return y[:, 0]
 
 
@@ -91,7 +92,7 @@ class VisionTransformer(nnx.Module):
     if stem not in ("patch", "conv"):
       raise ValueError(f"Unknown image stem {stem!r}; known: patch, conv.")
     # 'conv': see conv_stem.py; same token grid, better sample efficiency for small models.
-    self.matmul_precision = layers.check_matmul_precision(matmul_precision)
+    self.matmul_precision = matmul_precision_lib.check_matmul_precision(matmul_precision)
     self.patch_embed = (layers.dense(p * p * 3, w, dtype, param_dtype, rngs,
                                      matmul_precision=matmul_precision)
                         if stem == "patch" else None)
@@ -103,7 +104,7 @@ class VisionTransformer(nnx.Module):
         rngs.params(), (w,), param_dtype)) if pool == "cls" else None)
     # OpenAI CLIP normalises embeddings before the first block; off by
     # default but needed to load those checkpoints.
-    self.ln_pre = layers.layer_norm(w, rngs, param_dtype) if pre_norm else None
+    self.ln_pre = norms.layer_norm(w, rngs, param_dtype) if pre_norm else None
     self.encoder = layers.Encoder(
         w, spec.depth, spec.heads, spec.mlp_dim, dtype=dtype,
         param_dtype=param_dtype, act=act, attn_impl=attn_impl, remat=remat,
@@ -143,7 +144,7 @@ class VisionTransformer(nnx.Module):
       x = jnp.concatenate([cls, x], axis=1)
     x = x + self.pos_embed[...].astype(self.dtype)
     if self.ln_pre is not None:
-      x = layers.apply_norm(self.ln_pre, x, self.dtype)
+      x = norms.apply_norm(self.ln_pre, x, self.dtype)
     return self.encoder(x)
 
   def __call__(self, images: jax.Array) -> jax.Array:

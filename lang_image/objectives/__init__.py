@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 from lang_image.objectives import clip, cliplite, nclip, rankclip, siglip
 
 REGISTRY = {"clip": clip, "siglip": siglip, "nclip": nclip, "rankclip": rankclip,
@@ -128,6 +128,10 @@ def total_loss(terms, outputs: dict, heads, ctx: Context):
     metrics.update({f"{term.name}/{k}": v for k, v in term_metrics.items()})
   metrics["loss"] = total
   return total, metrics
+
+
+# How the loss runs over the mesh (`mesh_total_loss`; config.loss_impl).
+LOSS_IMPLS = ("shard_map", "global")
 
 
 def mesh_total_loss(terms, outputs: dict, heads, ctx: Context, mesh, batch_axes,

@@ -13,14 +13,18 @@ Critic ("dot" critic): per modality a block
 
     block(x) = LayerNorm( Linear2(ReLU(BatchNorm(Linear1(x)))) + Shortcut(x) )
 
-(Linear1 without bias, width `critic_dim`, Shortcut a linear map initialised as a noisy
-identity: uniform +-0.01 plus ones on the diagonal), and
+(Linear1 without bias, width `critic_dim`; `cliplite_critic` holds the blocks, initialised
+as the released code's torch modules: a shortcut of uniform +-0.01 with an exact identity
+diagonal, torch's default uniform +-1/sqrt(fan_in) for the other linear maps), and
 
     T(f, g) = exp(tau) cos(block_I(f), block_T(g)),   tau learned, from ln(1/0.07), not clamped.
 
-BatchNorm normalises with the statistics of the global batch in training and with its
-running averages (momentum 0.1 per step, eps 1e-5) in evaluation; the running averages are
-model state saved in checkpoints.
+LayerNorm and BatchNorm follow torch's defaults (eps 1e-5 both). BatchNorm normalises with
+the statistics of the global batch in training and with running averages in evaluation:
+momentum 0.1 with the unbiased batch variance, updated twice per step because the released
+loss runs the critic twice (positive pairs, then negative pairs), so a critic in evaluation
+mode agrees with the released one after the same steps. The running averages are model
+state saved in checkpoints.
 
 Negatives (image -> text only): `negatives="roll"` (default, the official code) pairs image i
 with text i+1 of the global batch (the last with the first); `"shuffle"` (the paper's words)
@@ -29,8 +33,15 @@ is ever paired with its own text.
 
 Prior term (only in the official code; off by default, `prior_weight` w, the code used 0.1):
 a discriminator D (d -> 1000 -> 200 -> 1, ReLU, sigmoid) on the pooled image features f with
-PRIOR = -(mean log D(u) + mean log(1 - D(f))), u ~ Uniform[0, 1)^d, and the term becomes
-(1 - w) L + w PRIOR (one loss for critic, towers and discriminator alike, as in that code).
+PRIOR = -(mean log D(u) + mean log(1 - D(f))), u ~ Uniform[0, 1)^d; with `text_prior`
+(default True, as the released config) a second discriminator does the same on the pooled
+text features and PRIOR is the sum of both. The term becomes (1 - w) L + w PRIOR (one loss
+for critic, towers and discriminators alike, as in that code). log D is computed as
+log_sigmoid of D's logit: the released log(sigmoid(.)) gives the same value wherever it is
+finite.
+
+Differences from the released code that remain (per-GPU statistics, mixed precision, ...)
+are listed in docs/objectives.md.
 
 Zero-shot and retrieval embed with the critic's blocks (L2-normalised, running statistics).
 
@@ -49,16 +60,21 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 from lang_image.models.two_tower import l2_normalize
 from lang_image.objectives import global_batch as gb
+from lang_image.objectives.cliplite_critic import CriticBlock, PriorDiscriminator
 
 DEFAULTS = {
     "critic_dim": 2048,
     "negatives": "roll",
     "temperature_init": math.log(1 / 0.07),
     "prior_weight": 0.0,
+    "text_prior": True,
 }
+# The released loss runs its critic twice per step (positive pairs, negative pairs); each
+# run updates the BatchNorm running statistics.
+CRITIC_PASSES_PER_STEP = 2
 NEGATIVES = ("roll", "shuffle")
 EMBEDDING = "head"
 
@@ -73,42 +89,9 @@ def check_options(options) -> None:
   if not 0.0 <= float(options["prior_weight"]) < 1.0:
     raise ConfigError("config.objectives.cliplite.prior_weight must be in [0, 1), "
                       f"got {options['prior_weight']!r}.")
-
-
-def noisy_identity(key, shape, dtype=jnp.float32):
-  """Uniform +-0.01 with ones added on the diagonal (k < min(in, out))."""
-  noise = jax.random.uniform(key, shape, dtype, -0.01, 0.01)
-  return noise + jnp.eye(*shape, dtype=dtype)
-
-
-class CriticBlock(nnx.Module):
-
-  def __init__(self, in_dim: int, width: int, *, rngs: nnx.Rngs):
-    self.linear1 = nnx.Linear(in_dim, width, use_bias=False, rngs=rngs)
-    self.batch_norm = gb.BatchNorm(width, momentum=0.9, epsilon=1e-5)
-    self.linear2 = nnx.Linear(width, width, rngs=rngs)
-    self.shortcut = nnx.Linear(in_dim, width, kernel_init=noisy_identity, rngs=rngs)
-    self.norm = nnx.LayerNorm(width, rngs=rngs)
-
-  def __call__(self, x: jax.Array, train: bool, axis: gb.Axis = None) -> jax.Array:
-    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # float64 stays (reference tests)
-    h = self.batch_norm(self.linear1(x), train, axis)
-    return self.norm(self.linear2(jax.nn.relu(h)) + self.shortcut(x))
-
-
-class PriorDiscriminator(nnx.Module):
-  """d -> 1000 -> 200 -> 1 with ReLU; returns the logit of D."""
-
-  def __init__(self, in_dim: int, *, rngs: nnx.Rngs):
-    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs)
-                            for a, b in ((in_dim, 1000), (1000, 200), (200, 1))])
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    for i, layer in enumerate(self.layers):
-      x = layer(x)
-      if i < len(self.layers) - 1:
-        x = jax.nn.relu(x)
-    return x[..., 0]
+  if not isinstance(options["text_prior"], bool):
+    raise ConfigError("config.objectives.cliplite.text_prior must be True or False, "
+                      f"got {options['text_prior']!r}.")
 
 
 class Critic(nnx.Module):
@@ -118,8 +101,10 @@ class Critic(nnx.Module):
     self.image = CriticBlock(dims["image_width"], width, rngs=rngs)
     self.text = CriticBlock(dims["text_width"], width, rngs=rngs)
     self.log_temperature = nnx.Param(jnp.asarray(options["temperature_init"], jnp.float32))
-    self.prior = (PriorDiscriminator(dims["image_width"], rngs=rngs)
-                  if options["prior_weight"] > 0 else None)
+    use_prior = options["prior_weight"] > 0
+    self.prior = PriorDiscriminator(dims["image_width"], rngs=rngs) if use_prior else None
+    self.text_prior = (PriorDiscriminator(dims["text_width"], rngs=rngs)
+                       if use_prior and options["text_prior"] else None)
 
 
 def make_head(options, dims, rngs):
@@ -132,7 +117,7 @@ def negative_index(batch: int, negatives: str, rng=None) -> jax.Array:
     return (jnp.arange(batch) + 1) % batch
   order = jax.random.permutation(rng, batch)
   # Each sample points at the next one along a random cycle: a derangement.
-  return jnp.zeros(batch, jnp.int32).at[order].set(jnp.roll(order, -1))
+  return jnp.zeros(batch, jnp.int32).at[order].set(jnp.roll(order, -1).astype(jnp.int32))
 
 
 def negative_texts(v: jax.Array, negatives: str, rng, axis: gb.Axis = None) -> jax.Array:
@@ -160,12 +145,20 @@ def prior_loss(discriminator, features, prior_samples, axis: gb.Axis = None):
                         + jax.nn.log_sigmoid(-discriminator(features)), axis)
 
 
+def prior_samples(rng, features: jax.Array, axis: gb.Axis = None) -> jax.Array:
+  """Uniform[0, 1) samples shaped like the local features, drawn for the global batch and
+  sliced, so that every way of sharding sees the same numbers."""
+  shape = (gb.global_size(features, axis),) + features.shape[1:]
+  return gb.local_rows(jax.random.uniform(rng, shape, features.dtype), features.shape[0], axis)
+
+
 def loss(outputs, head, ctx, options):
   axis = ctx.axis
   f_i, f_t = outputs["image_features"], outputs["text_features"]
   negative_rng, prior_rng = jax.random.split(jax.random.fold_in(ctx.rng, 0x11e))
-  value, positive, negative_score = jsd_loss(head.image(f_i, True, axis),
-                                             head.text(f_t, True, axis),
+  passes = CRITIC_PASSES_PER_STEP
+  value, positive, negative_score = jsd_loss(head.image(f_i, True, axis, passes),
+                                             head.text(f_t, True, axis, passes),
                                              head.log_temperature[...], options["negatives"],
                                              negative_rng, axis)
   metrics = {
@@ -176,11 +169,13 @@ def loss(outputs, head, ctx, options):
   }
   w = float(options["prior_weight"])
   if w > 0:
-    features = f_i.astype(jnp.float32)
-    shape = (gb.global_size(features, axis),) + features.shape[1:]
-    samples = gb.local_rows(jax.random.uniform(prior_rng, shape, features.dtype),
-                            features.shape[0], axis)
-    prior = prior_loss(head.prior, features, samples, axis)
+    image_rng, text_rng = jax.random.split(prior_rng)
+    features = f_i.astype(jnp.promote_types(f_i.dtype, jnp.float32))
+    prior = prior_loss(head.prior, features, prior_samples(image_rng, features, axis), axis)
+    if head.text_prior is not None:
+      features = f_t.astype(jnp.promote_types(f_t.dtype, jnp.float32))
+      prior = prior + prior_loss(head.text_prior, features,
+                                 prior_samples(text_rng, features, axis), axis)
     metrics["prior"] = prior
     value = (1.0 - w) * value + w * prior
   return value, metrics

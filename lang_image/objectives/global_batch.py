@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 Axis = str | tuple[str, ...] | None
 
@@ -90,38 +89,3 @@ def local_rows(global_array: jax.Array, local_count: int, axis: Axis) -> jax.Arr
   start = shard_index(axis) * local_count
   return jax.lax.dynamic_slice_in_dim(global_array, start, local_count, axis=0)
 
-
-class BatchNorm(nnx.Module):
-  """Standardisation with the mean and (biased) variance of the global batch in training
-  and running averages in evaluation:
-
-      y = (x - mu) / sqrt(var + eps) * scale + bias,
-      running <- momentum * running + (1 - momentum) * batch statistic.
-
-  Statistics are in float32 at least (float64 stays, for reference tests); the running
-  averages are model state (`nnx.BatchStat`), saved with checkpoints.
-  """
-
-  def __init__(self, features: int, *, momentum: float = 0.9, epsilon: float = 1e-5,
-               affine: bool = True):
-    self.momentum = momentum
-    self.epsilon = epsilon
-    self.mean = nnx.BatchStat(jnp.zeros((features,), jnp.float32))
-    self.var = nnx.BatchStat(jnp.ones((features,), jnp.float32))
-    self.scale = nnx.Param(jnp.ones((features,), jnp.float32)) if affine else None
-    self.bias = nnx.Param(jnp.zeros((features,), jnp.float32)) if affine else None
-
-  def __call__(self, x: jax.Array, train: bool, axis: Axis = None) -> jax.Array:
-    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-    if train:
-      mean = batch_mean(x, axis)
-      var = batch_mean(jnp.square(x - mean), axis)
-      m = self.momentum
-      self.mean[...] = (m * self.mean[...] + (1 - m) * mean).astype(self.mean.dtype)
-      self.var[...] = (m * self.var[...] + (1 - m) * var).astype(self.var.dtype)
-    else:
-      mean, var = self.mean[...].astype(x.dtype), self.var[...].astype(x.dtype)
-    y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
-    if self.scale is not None:
-      y = y * self.scale[...].astype(x.dtype) + self.bias[...].astype(x.dtype)
-    return y

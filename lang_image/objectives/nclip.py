@@ -56,9 +56,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 from lang_image.models.two_tower import l2_normalize
 from lang_image.objectives import global_batch as gb
+from lang_image.objectives.running_batch_norm import BatchNorm
 
 DEFAULTS = {
     "prototypes": 16384,
@@ -120,7 +121,8 @@ class PrototypeHead(nnx.Module):
     self.biases = nnx.List([variable(jnp.zeros((s[1],))) for s in sizes[2 if batch_norm else 0:]])
     self.prototypes = variable(nnx.initializers.normal(1.0)(rngs.params(),
                                                             (bottleneck, prototypes)))
-    self.norms = nnx.List([gb.BatchNorm(hidden, affine=False)
+    # nCLIP has no released code to match: its running variance stays the biased one.
+    self.norms = nnx.List([BatchNorm(hidden, affine=False, unbiased_running_var=False)
                            for _ in range(2)]) if batch_norm else None
 
   def __call__(self, x: jax.Array, train: bool = True, axis: gb.Axis = None) -> jax.Array:

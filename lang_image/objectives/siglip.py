@@ -7,7 +7,9 @@ u_i, v_j, scale s = exp(t) and bias b:
     L = -1/B sum_i sum_j log sigmoid( z_ij (s <u_i, v_j> + b) ),  z_ii = +1, z_ij = -1 (i != j)
 
 t starts at ln 10 and b at -10 (so the many negatives start with a small loss); unlike
-CLIP's, this scale is NOT clamped. Both are parameters of the term's head.
+CLIP's, this scale is NOT clamped (the paper's code, big_vision). Both are parameters of the
+term's head. `clamp_scale=True` clamps t to [0, ln 100] after every update, as open_clip's
+trainer does for every model, SigLIP included (docs/objectives.md).
 
 Sharded (`config.loss_impl="shard_map"`): the chunked ring. Each device scores its images
 against its own texts (the positives), then passes its current text chunk to the previous
@@ -22,23 +24,37 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lang_image.errors import ConfigError
 from lang_image.objectives import global_batch as gb
 
 EMBEDDING = "towers"
-DEFAULTS = {"scale_init": math.log(10.0), "bias_init": -10.0}
+DEFAULTS = {"scale_init": math.log(10.0), "bias_init": -10.0, "clamp_scale": False}
+OPEN_CLIP_LOG_SCALE_MAX = math.log(100.0)
 
 
 class SigLipHead(nnx.Module):
   """The learned log-scale t and bias b of the sigmoid loss."""
 
-  def __init__(self, scale_init: float, bias_init: float):
+  def __init__(self, scale_init: float, bias_init: float, clamp_scale: bool = False):
     self.log_scale = nnx.Param(jnp.asarray(scale_init, jnp.float32))
     self.bias = nnx.Param(jnp.asarray(bias_init, jnp.float32))
+    self.clamp_scale = clamp_scale
+
+  def post_update(self, step, total_steps: int) -> None:
+    del step, total_steps
+    if self.clamp_scale:
+      self.log_scale[...] = jnp.clip(self.log_scale[...], 0.0, OPEN_CLIP_LOG_SCALE_MAX)
+
+
+def check_options(options) -> None:
+  if not isinstance(options["clamp_scale"], bool):
+    raise ConfigError("config.objectives.siglip.clamp_scale must be True or False, "
+                      f"got {options['clamp_scale']!r}.")
 
 
 def make_head(options, dims, rngs):
   del dims, rngs
-  return SigLipHead(options["scale_init"], options["bias_init"])
+  return SigLipHead(options["scale_init"], options["bias_init"], options["clamp_scale"])
 
 
 def siglip_loss(image_emb: jax.Array, text_emb: jax.Array, log_scale: jax.Array,

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 from lang_image.data import ops
+from lang_image.data import preprocess as preprocess_lib
 from lang_image.data.sources.base import BadSample
 
 
@@ -28,7 +29,7 @@ CTX = ops.Context(image_size=32, max_len=6, tokenizer=Tok())
 
 
 def test_parse_literal_arguments():
-  steps = ops.parse("decode | random_resized_crop(48, scale=(0.5, 1.0)) |flip_lr|tokenize")
+  steps = preprocess_lib.parse("decode | random_resized_crop(48, scale=(0.5, 1.0)) |flip_lr|tokenize")
   assert steps == [("decode", (), {}), ("random_resized_crop", (48,), {"scale": (0.5, 1.0)}),
                    ("flip_lr", (), {}), ("tokenize", (), {})]
 
@@ -43,11 +44,11 @@ def test_parse_literal_arguments():
 ])
 def test_bad_pipelines_fail_with_one_sentence(pp, message):
   with pytest.raises(ConfigError, match=message):
-    ops.Preprocess(pp, CTX)
+    preprocess_lib.Preprocess(pp, CTX)
 
 
 def test_full_pipeline_output():
-  pp = ops.Preprocess("decode|random_resized_crop(scale=(0.5, 1.0))|flip_lr|choose_caption|"
+  pp = preprocess_lib.Preprocess("decode|random_resized_crop(scale=(0.5, 1.0))|flip_lr|choose_caption|"
                       "tokenize", CTX)
   out = pp({"image": jpeg(90, 60), "caption": ["abc", "de"]}, np.random.default_rng(0))
   assert out["image"].shape == (32, 32, 3) and out["image"].dtype == np.uint8
@@ -56,7 +57,7 @@ def test_full_pipeline_output():
 
 
 def test_random_ops_are_functions_of_the_generator():
-  pp = ops.Preprocess("decode|random_resized_crop|flip_lr|choose_caption", CTX)
+  pp = preprocess_lib.Preprocess("decode|random_resized_crop|flip_lr|choose_caption", CTX)
   sample = {"image": jpeg(90, 60), "caption": ["a", "b", "c", "d"]}
   runs = [pp(sample, np.random.default_rng(s)) for s in (7, 7, 8)]
   np.testing.assert_array_equal(runs[0]["image"], runs[1]["image"])
@@ -80,27 +81,27 @@ def test_crop_box_follows_scale_and_ratio():
 def test_geometric_ops():
   image = np.arange(40 * 60 * 3, dtype=np.uint32).reshape(40, 60, 3).astype(np.uint8)
   rng = np.random.default_rng(0)
-  small = ops.Preprocess("resize_small(20)", CTX)({"image": image}, rng)["image"]
+  small = preprocess_lib.Preprocess("resize_small(20)", CTX)({"image": image}, rng)["image"]
   assert small.shape == (20, 30, 3)
-  crop = ops.Preprocess("central_crop(20)", CTX)({"image": image}, rng)["image"]
+  crop = preprocess_lib.Preprocess("central_crop(20)", CTX)({"image": image}, rng)["image"]
   np.testing.assert_array_equal(crop, image[10:30, 20:40])
-  flipped = ops.Preprocess("flip_lr(1.0)", CTX)({"image": image}, rng)["image"]
+  flipped = preprocess_lib.Preprocess("flip_lr(1.0)", CTX)({"image": image}, rng)["image"]
   np.testing.assert_array_equal(flipped, image[:, ::-1])
-  assert ops.Preprocess("resize", CTX)({"image": image}, rng)["image"].shape == (32, 32, 3)
+  assert preprocess_lib.Preprocess("resize", CTX)({"image": image}, rng)["image"].shape == (32, 32, 3)
 
 
 def test_value_range_and_normalize():
   image = np.array([[[0, 255, 51]]], np.uint8)
   rng = np.random.default_rng(0)
-  out = ops.Preprocess("value_range(-1, 1)", CTX)({"image": image}, rng)["image"]
+  out = preprocess_lib.Preprocess("value_range(-1, 1)", CTX)({"image": image}, rng)["image"]
   np.testing.assert_allclose(out, [[[-1.0, 1.0, -0.6]]], atol=1e-6)
-  out = ops.Preprocess("normalize((0.5, 0.5, 0.2), (0.5, 0.25, 0.1))", CTX)(
+  out = preprocess_lib.Preprocess("normalize((0.5, 0.5, 0.2), (0.5, 0.25, 0.1))", CTX)(
       {"image": image}, rng)["image"]
   np.testing.assert_allclose(out, [[[-1.0, 2.0, 0.0]]], atol=1e-6)
 
 
 def test_decode_rejects_corrupt_bytes_and_accepts_pixels():
-  decode = ops.Preprocess("decode", CTX)
+  decode = preprocess_lib.Preprocess("decode", CTX)
   rng = np.random.default_rng(0)
   for bad in (jpeg(50, 50)[:200], b"not an image"):
     with pytest.raises(BadSample) as info:
@@ -115,11 +116,11 @@ def test_decode_rejects_corrupt_bytes_and_accepts_pixels():
 def test_large_jpegs_decode_at_reduced_scale_before_a_crop():
   """decode + random_resized_crop(32, scale >= 0.5) needs about 45 px, so an 800 x 600 JPEG
   is decoded at 1/8 scale (100 x 75) instead of in full."""
-  pp = ops.Preprocess("decode|random_resized_crop(32, scale=(0.5, 1.0))", CTX)
+  pp = preprocess_lib.Preprocess("decode|random_resized_crop(32, scale=(0.5, 1.0))", CTX)
   seen = []
   first = pp.ops[1]
   pp.ops[1] = lambda sample, rng: (seen.append(sample["image"].size), first(sample, rng))[1]
   out = pp({"image": jpeg(800, 600)}, np.random.default_rng(0))
   assert seen == [(100, 75)] and out["image"].shape == (32, 32, 3)
-  full = ops.Preprocess("decode", CTX)({"image": jpeg(800, 600)}, np.random.default_rng(0))
+  full = preprocess_lib.Preprocess("decode", CTX)({"image": jpeg(800, 600)}, np.random.default_rng(0))
   assert full["image"].shape == (600, 800, 3)

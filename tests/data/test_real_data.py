@@ -120,7 +120,7 @@ def test_training_runs_on_each_kind_and_a_mixture(planted, kinds, tmp_path):
 
 
 def test_the_documented_wds_command_trains(planted, tmp_path):
-  """README "Your own data": main.py with data=wds:<brace pattern> in the config arg."""
+  """docs/data.md, "Your own data": main.py with data=wds:<brace pattern> in the config arg."""
   pattern = os.path.join(os.path.dirname(planted["wds"].files[0]), "{00000..00003}.tar")
   (tmp_path / "data").mkdir()
   result = subprocess.run(

@@ -97,19 +97,20 @@ def test_bad_sample_and_data_error():
   assert (e.reason, e.detail) == ("json_invalid", "line 3")
   with pytest.raises(AssertionError):
     BadSample("no_such_reason")
-  from lang_image.config import ConfigError
+  from lang_image.errors import ConfigError
   assert issubclass(DataError, ConfigError)
   assert set(base.REASONS) >= {r for f in fx.JSONL_FAULTS + fx.WDS_FAULTS
                                for r in [f.partition("/")[0]]}
 
 
 def test_unknown_scheme():
-  for spec in ("laion:/data/x.tar", "/data/x.tar", "shapes"):
+  # A built-in dataset takes no path after a colon.
+  for spec in ("laion:/data/x.tar", "/data/x.tar", "shapes:/data/x"):
     with pytest.raises(DataError) as error:
       sources.open_source(spec)
     message = str(error.value)
     assert f"'{spec}'" in message
-    assert all(f"{s}:" in message for s in sources.SCHEMES)
+    assert all(f"{kind.name} (e.g. {kind.example})" in message for kind in sources.KINDS.values())
 
 
 def test_wds_records(wds, tmp_path):
@@ -237,10 +238,12 @@ def test_wds_truncated_header(tmp_path):
     sources.open_source(planted.spec)
 
 
-@pytest.mark.parametrize("separator", [",", "\t"])
-def test_csv_records(tmp_path, separator):
+# How csv_separator may be given (backslash-t is what bash passes for '\t') -> the separator.
+@pytest.mark.parametrize("given, separator", [(",", ","), ("\t", "\t"), ("\\t", "\t"),
+                                              ("tab", "\t"), (";", ";")])
+def test_csv_records(tmp_path, given, separator):
   planted = fx.write_csv(str(tmp_path), separator=separator)
-  source = sources.open_source(planted.spec, csv_separator=separator)
+  source = sources.open_source(planted.spec, csv_separator=given)
   check_planted(source, planted)
   quoted = source[5]["caption"]
   assert separator in quoted and '"' in quoted and "\n" in quoted
@@ -261,6 +264,8 @@ def test_csv_columns(tmp_path):
   check_planted(source, planted)
   with pytest.raises(DataError, match="csv_separator"):
     sources.open_source(planted.spec, csv_separator="\t")
+  with pytest.raises(DataError, match="'tabs' is not one character; use e.g."):
+    sources.open_source(planted.spec, csv_separator="tabs")
   with pytest.raises(DataError, match="nothing.csv"):
     sources.open_source(f"csv:{tmp_path}/nothing.csv")
 

@@ -9,6 +9,7 @@ from ml_collections import ConfigDict
 
 from lang_image import parallel
 from lang_image.data import ops, pipeline, stream as stream_lib
+from lang_image.data import preprocess as preprocess_lib
 from lang_image.data.sources.base import BadSample
 
 LOCAL = 8
@@ -45,7 +46,7 @@ class NumberTokenizer:
 
 
 def dataset(sources, weights=None, pp="decode|choose_caption|tokenize"):
-  preprocess = ops.Preprocess(pp, ops.Context(image_size=8, max_len=4,
+  preprocess = preprocess_lib.Preprocess(pp, ops.Context(image_size=8, max_len=4,
                                               tokenizer=NumberTokenizer()))
   return pipeline.Dataset(NumberTokenizer(), 4, [], [], sources,
                           weights or [1.0] * len(sources), preprocess)

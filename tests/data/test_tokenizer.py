@@ -92,13 +92,14 @@ def test_training_is_deterministic_and_atomic(tmp_path, model_path):
 
 def test_shapes_tokenizer_kept_with_dataset(tmp_path):
   from lang_image.data import shapes_tfds
+  from lang_image.data.sources.shapes_source import shapes_tokenizer
   data_dir = str(tmp_path)
-  path = tokenizer_lib.shapes_tokenizer(data_dir, "tiny", vocab_size=500)
+  path = shapes_tokenizer(data_dir, "tiny", vocab_size=500)
   builder = shapes_tfds.prepare(data_dir, "tiny")
   assert os.path.dirname(path) == os.fspath(builder.data_dir)
   assert os.path.basename(path) == "tokenizer_500.model"
   mtime = os.stat(path).st_mtime_ns
-  assert tokenizer_lib.shapes_tokenizer(data_dir, "tiny", vocab_size=500) == path
+  assert shapes_tokenizer(data_dir, "tiny", vocab_size=500) == path
   assert os.stat(path).st_mtime_ns == mtime
   stored = [e["caption"] for e in builder.as_data_source("validation")]
   tok = tokenizer_lib.Tokenizer(path)
@@ -110,7 +111,8 @@ def test_cli(tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   env = dict(os.environ, PYTHONPATH=root)
   result = subprocess.run(
-      [sys.executable, "-m", "lang_image.data.tokenizer", "--config=tiny", f"--output={out}"],
+      [sys.executable, "-m", "lang_image.train_tokenizer", "--variant=tiny", f"--output={out}",
+       f"--data_dir={tmp_path}"],
       capture_output=True, text=True, env=env, check=True, timeout=60)
   assert os.path.exists(out)
   assert "vocab size:" in result.stdout and out in result.stdout
@@ -125,7 +127,7 @@ def test_cli_builds_a_tokenizer_from_any_source(tmp_path):
   out = str(tmp_path / "own.model")
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   result = subprocess.run(
-      [sys.executable, "-m", "lang_image.data.tokenizer", f"--source=2*{wds.spec};{table.spec}",
+      [sys.executable, "-m", "lang_image.train_tokenizer", f"--source=2*{wds.spec};{table.spec}",
        "--vocab_size=200", f"--output={out}", f"--data_dir={tmp_path}"],
       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=root), timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]

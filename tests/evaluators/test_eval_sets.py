@@ -5,8 +5,9 @@ import pytest
 import tensorflow_datasets as tfds
 from ml_collections import ConfigDict
 
+from configs import clip as clip_config
 from lang_image.data import pipeline, shapes, shapes_tfds
-from lang_image.evaluators import eval_sets, tfds_sets
+from lang_image.evaluators import eval_sets, shapes_sets, tfds_sets
 
 
 def eval_cfg(**overrides):
@@ -16,13 +17,13 @@ def eval_cfg(**overrides):
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tiny_data_dir):
-  return pipeline.open_dataset(ConfigDict(dict(
-      name="shapes", data_dir=tiny_data_dir, variant="tiny", tokenizer="", vocab_size=1000)),
-      max_len=24)
+  data = clip_config.get_config().data
+  data.update(data_dir=tiny_data_dir, variant="tiny")
+  return pipeline.open_dataset(data, max_len=24)
 
 
 def test_embedded_set_has_several_captions_per_image_and_probe_splits(tiny_dataset):
-  es = eval_sets.embedded(tiny_dataset, eval_cfg(captions_per_image=3))
+  es = shapes_sets.embedded(tiny_dataset, eval_cfg(captions_per_image=3))
   n = shapes.SPLIT_SIZES["tiny"]["test"]
   assert es.test.images.shape == (n, 64, 64, 3) and len(es.test.labels) == n
   assert len(es.captions) == 3 * n
@@ -39,7 +40,7 @@ def test_embedded_set_has_several_captions_per_image_and_probe_splits(tiny_datas
   # The probes fit on single-object train images only: never a held-out class.
   assert len(es.fit.labels) == 300 and set(es.fit.labels) <= set(shapes.TRAIN_LABELS)
   assert len(es.validation.labels) == shapes.SPLIT_SIZES["tiny"]["validation"]
-  assert eval_sets.embedded(tiny_dataset, eval_cfg(), probes=False).fit is None
+  assert shapes_sets.embedded(tiny_dataset, eval_cfg(), probes=False).fit is None
 
 
 @pytest.fixture(scope="module", params=["array_record", "tfrecord"])

@@ -14,6 +14,7 @@ from transformers import CLIPModel, CLIPTokenizer
 from conftest import CONTEXT, IMAGE_SIZE, hf_embeddings, random_inputs
 from configs import clip as clip_config
 from lang_image import config as config_lib
+from lang_image.errors import ConfigError
 from lang_image.data import shapes, shapes_tfds
 from lang_image.interop import export
 from lang_image.interop.tensors import CheckpointError
@@ -133,7 +134,7 @@ def test_init_sets_the_model_and_tokenizer_fields(hf_dir, vocab_dir, tmp_path):
   with pytest.raises(CheckpointError, match="lacks 'visual.conv1.weight'"):
     config_lib.validate(config, None, device_count=1)
   config.init = "hf:"
-  with pytest.raises(config_lib.ConfigError, match="names no weights"):
+  with pytest.raises(ConfigError, match="names no weights"):
     config_lib.validate(config, None, device_count=1)
 
 

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from conftest import IMAGE_SIZE, hf_embeddings, lang_image_embeddings, random_inputs
-from lang_image.interop import init
+from lang_image.interop import pretrained
 from lang_image.interop.tensors import CheckpointError
 
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -107,7 +107,7 @@ def test_openai_state_dict_equals_transformers(hf_dir, tmp_path, layout):
   else:  # open_clip's training checkpoints wrap DistributedDataParallel's names.
     wrapped = {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}
     path = write(directory, wrapped, "epoch_3.pt", config)
-  towers, arch = init.load(f"openai:{path}")
+  towers, arch = pretrained.load(f"openai:{path}")
   assert (arch.image.heads, arch.text.heads, arch.text_pool, arch.act) == (4, 4, "argmax",
                                                                            "quick_gelu")
   images, tokens = random_inputs(seed=2)
@@ -120,7 +120,7 @@ def test_without_open_clip_config_openai_conventions_apply(hf_dir, tmp_path):
   _, model = hf_dir
   path = write(str(tmp_path), openai_state_dict(model), "ViT.pt")
   with pytest.raises(CheckpointError, match="cannot tell the attention heads .* open_clip_config"):
-    init.read(f"openai:{path}")
+    pretrained.read(f"openai:{path}")
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -144,14 +144,14 @@ def test_unsupported_state_dicts_name_what_is_missing(hf_dir, tmp_path, edit, me
   edit(state, config)
   path = write(str(tmp_path), state, "model.pt", config)
   with pytest.raises(CheckpointError, match=message) as info:
-    init.read(f"openai:{path}")
+    pretrained.read(f"openai:{path}")
   assert "\n" not in str(info.value)
 
 
 def test_unreadable_files(tmp_path):
   with pytest.raises(CheckpointError, match="does not exist"):
-    init.read(f"openai:{tmp_path / 'missing.pt'}")
+    pretrained.read(f"openai:{tmp_path / 'missing.pt'}")
   junk = tmp_path / "junk.pt"
   junk.write_bytes(b"not a checkpoint")
   with pytest.raises(CheckpointError, match="is not a PyTorch checkpoint that can be read"):
-    init.read(f"openai:{junk}")
+    pretrained.read(f"openai:{junk}")

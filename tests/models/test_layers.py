@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lang_image.models import layers
+from lang_image.models import layers, norms
 from finite_differences import numeric_grad
 
 
@@ -44,8 +44,8 @@ def test_layer_norm_and_its_gradients_match_float64(shape):
   w = rng.normal(size=shape)           # a fixed cotangent: the loss is sum(w * ln(x))
   eps = 1e-5
   f32 = lambda a: jnp.asarray(a, jnp.float32)
-  loss = lambda a, s, b: jnp.sum(f32(w) * layers.layer_norm_f32(a, s, b, eps))
-  y = layers.layer_norm_f32(f32(x), f32(scale), f32(bias), eps)
+  loss = lambda a, s, b: jnp.sum(f32(w) * norms.layer_norm_f32(a, s, b, eps))
+  y = norms.layer_norm_f32(f32(x), f32(scale), f32(bias), eps)
   gx, gs, gb = jax.jit(jax.grad(loss, (0, 1, 2)))(f32(x), f32(scale), f32(bias))
   np.testing.assert_allclose(y, layer_norm64(x, scale, bias, eps), rtol=1e-5, atol=1e-5)
   ref = lambda **kw: np.sum(w * layer_norm64(**{**dict(x=x, scale=scale, bias=bias,
@@ -58,13 +58,13 @@ def test_layer_norm_and_its_gradients_match_float64(shape):
 
 
 def test_apply_norm_uses_the_modules_parameters_and_epsilon():
-  ln = layers.layer_norm(16, nnx.Rngs(0))
+  ln = norms.layer_norm(16, nnx.Rngs(0))
   ln.scale[...] = jnp.linspace(0.5, 1.5, 16)
   ln.bias[...] = jnp.linspace(-1.0, 1.0, 16)
-  layers.set_norm_epsilon(ln, 1e-2)
+  norms.set_norm_epsilon(ln, 1e-2)
   x = jax.random.normal(jax.random.key(1), (4, 16)) * 1e-1
-  got = layers.apply_norm(ln, x, jnp.float32)
+  got = norms.apply_norm(ln, x, jnp.float32)
   want = layer_norm64(np.asarray(x, np.float64), np.asarray(ln.scale[...], np.float64),
                       np.asarray(ln.bias[...], np.float64), 1e-2)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-  assert layers.apply_norm(ln, x, jnp.bfloat16).dtype == jnp.bfloat16
+  assert norms.apply_norm(ln, x, jnp.bfloat16).dtype == jnp.bfloat16

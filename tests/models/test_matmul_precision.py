@@ -13,8 +13,8 @@ import optax
 import pytest
 from flax import nnx
 
-from lang_image import hlo
-from lang_image.models import build_two_tower, layers, variants
+from benchmarks import hlo
+from lang_image.models import build_two_tower, layers, matmul_precision, variants
 
 VOCAB = 100
 N = 4  # batch
@@ -144,10 +144,10 @@ def test_compiled_matmuls_take_bf16_and_return_f32():
 def test_materialised_transpose_and_its_gradient():
   x = jax.random.normal(jax.random.key(0), (2, 3, 4, 5))
   perm = (0, 2, 1, 3)
-  y = jax.jit(lambda a: layers.relayout(a, perm))(x)
+  y = jax.jit(lambda a: matmul_precision.relayout(a, perm))(x)
   np.testing.assert_array_equal(y, jnp.transpose(x, perm))
   w = jax.random.normal(jax.random.key(1), y.shape)
-  g = jax.jit(jax.grad(lambda a: jnp.sum(layers.relayout(a, perm) * w)))(x)
+  g = jax.jit(jax.grad(lambda a: jnp.sum(matmul_precision.relayout(a, perm) * w)))(x)
   np.testing.assert_array_equal(g, jnp.transpose(w, (0, 2, 1, 3)))
 
 
@@ -157,7 +157,7 @@ def test_bf16_matmul_gradients_match_rounded_float32(k, n):
   b = jax.random.normal(jax.random.key(1), (3, k, n))
   r = lambda x: x.astype(jnp.bfloat16).astype(jnp.float32)
   for rhs_t, bb in ((False, b), (True, jnp.swapaxes(b, 1, 2))):
-    fn = lambda a, b: jnp.sum(jnp.sin(layers.bf16_matmul(a, b, rhs_t)))
+    fn = lambda a, b: jnp.sum(jnp.sin(matmul_precision.bf16_matmul(a, b, rhs_t)))
     ref = lambda a, b: jnp.sum(jnp.sin(
         jnp.einsum("bmk,bnk->bmn" if rhs_t else "bmk,bkn->bmn", r(a), r(b),
                    precision="highest")))
@@ -170,4 +170,4 @@ def test_bf16_matmul_gradients_match_rounded_float32(k, n):
 def test_unknown_matmul_precision_is_refused():
   with pytest.raises(ValueError, match="matmul precision"):
     build_two_tower(config(matmul_precision="fp8"), VOCAB, rngs=nnx.Rngs(0))
-  assert layers.MATMUL_PRECISIONS == ("default", "bf16_f32acc")
+  assert matmul_precision.MATMUL_PRECISIONS == ("default", "bf16_f32acc")

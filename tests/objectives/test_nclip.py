@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from finite_differences import numeric_grad
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 from lang_image.objectives import Context, check_config, nclip
 
 ERF = np.vectorize(math.erf)

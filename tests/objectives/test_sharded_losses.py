@@ -11,7 +11,7 @@ import pytest
 from ml_collections import ConfigDict
 
 from lang_image import objectives, parallel
-from lang_image.objectives import loss_program as lp
+from benchmarks import loss_program as lp
 
 NCLIP = {"prototypes": 64, "hidden_dim": 32, "bottleneck_dim": 16}
 SETUPS = {
@@ -56,8 +56,10 @@ def assert_trees_close(got, want, what):
   flat_got = structure.flatten_up_to(got)
   for a, b in zip(flat_got, flat_want):
     b = np.asarray(b)
+    # The floor: a small gradient that is a float32 sum of cancelling terms of order 0.1 (a
+    # discriminator's last bias) differs by summation order alone by ~1e-8.
     np.testing.assert_allclose(np.asarray(a), b, rtol=1e-5,
-                               atol=1e-5 * max(float(np.abs(b).max(initial=0)), 1e-3),
+                               atol=1e-5 * max(float(np.abs(b).max(initial=0)), 1e-2),
                                err_msg=what)
 
 

@@ -9,7 +9,8 @@ import pytest
 from ml_collections import ConfigDict
 
 from lang_image import parallel
-from lang_image.objectives import siglip
+from lang_image.errors import ConfigError
+from lang_image.objectives import check_config, siglip
 
 
 def unit(x):
@@ -65,3 +66,19 @@ def test_sharded_equals_single_device(mesh_shape):
   sharded = fn(jax.device_put(u, sharding), jax.device_put(v, sharding), *args)
   for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(sharded)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_scale_is_free_unless_clamped_as_open_clip_clamps_it():
+  free = siglip.make_head(siglip.DEFAULTS, None, None)
+  clamped = siglip.make_head({**siglip.DEFAULTS, "clamp_scale": True}, None, None)
+  for log_scale, want in ((5.3, math.log(100.0)), (-0.4, 0.0), (3.1, 3.1)):
+    for head in (free, clamped):
+      head.log_scale[...] = jnp.float32(log_scale)
+      head.post_update(1, 10)
+    assert float(free.log_scale[...]) == pytest.approx(log_scale)
+    assert float(clamped.log_scale[...]) == pytest.approx(want)
+
+
+def test_clamp_scale_must_be_a_bool():
+  with pytest.raises(ConfigError, match="clamp_scale"):
+    check_config({"siglip": {"weight": 1.0, "clamp_scale": "yes"}})

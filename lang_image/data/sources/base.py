@@ -23,7 +23,7 @@ from absl import logging
 import numpy as np
 
 from lang_image import storage
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 
 # Why a sample is passed over; the stream reports them as data/skipped/<reason>.
 REASONS = ("image_missing", "image_unreadable", "caption_missing", "caption_empty",

@@ -4,8 +4,9 @@
     jsonl:/data/pairs/train.jsonl  one object per line with fields `filepath` and `title`
 
 The column or field names are set by image_key / text_key, the CSV separator by csv_separator
-(open_clip's files often use a tab). A relative image path is relative to the directory of
-the table. A JSONL caption may be a list of captions.
+(open_clip's files often use a tab: `\\t`, as bash passes `--config.data.csv_separator='\\t'`,
+or `tab`). A relative image path is relative to the directory of the table. A JSONL caption
+may be a list of captions.
 
 Opening a table reads it once to find where each row starts (only those offsets are kept,
 8 bytes a row); a row is read again and parsed when it is accessed, and its image file is
@@ -25,6 +26,7 @@ import os
 from absl import logging
 import numpy as np
 
+from lang_image.data.sources.registry import SourceKind, register
 from lang_image.data.sources.base import (BadSample, DataError, Source, caption_text,
                                           check_index, read_file)
 
@@ -85,6 +87,19 @@ class _TableSource(Source):
     return {"image": image, "caption": caption, "key": f"row {i}"}
 
 
+# Ways to name a tab that survive the shell: backslash-t as typed in single quotes, and a name.
+SEPARATOR_NAMES = {"\\t": "\t", "tab": "\t"}
+
+
+def csv_delimiter(separator: str) -> str:
+  """The one character that `separator` (config.data.csv_separator) names."""
+  delimiter = SEPARATOR_NAMES.get(separator, separator)
+  if len(delimiter) != 1:
+    raise DataError(f"csv_separator {separator!r} is not one character; use e.g. ',', ';', "
+                    "'\\t' or 'tab'.")
+  return delimiter
+
+
 class CsvSource(_TableSource):
   """A CSV file with a header row (see the module docstring)."""
 
@@ -92,10 +107,7 @@ class CsvSource(_TableSource):
 
   def __init__(self, spec: str, *, image_key: str = "", text_key: str = "",
                separator: str = ","):
-    if len(separator) != 1:
-      raise DataError(f"csv_separator {separator!r} is not one character; use e.g. ',' or "
-                      "'\\t'.")
-    self.separator = separator
+    self.separator = csv_delimiter(separator)
     super().__init__(spec, image_key, text_key)
 
   def _reader(self, lines):
@@ -174,3 +186,9 @@ class JsonlSource(_TableSource):
     if not isinstance(obj, dict):
       raise BadSample("json_invalid", f"the line holds a {type(obj).__name__}, not an object")
     return obj.get(self.image_key), obj.get(self.text_key)
+
+
+register(SourceKind("csv", "csv:/data/cc3m/train.csv", lambda spec, o: CsvSource(
+    spec, image_key=o.image_key, text_key=o.text_key, separator=o.csv_separator)))
+register(SourceKind("jsonl", "jsonl:/data/pairs/train.jsonl", lambda spec, o: JsonlSource(
+    spec, image_key=o.image_key, text_key=o.text_key)))

@@ -24,14 +24,20 @@ import struct
 from absl import logging
 import numpy as np
 
+from lang_image.data.sources.registry import SourceKind, SourceOptions, register
 from lang_image.data.sources.base import (BadSample, DataError, IndexCache, Source, caption_text,
                                           check_index)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import tensorflow_datasets as tfds  # noqa: E402
-from tensorflow_datasets.core import file_adapters  # noqa: E402
-from tensorflow_datasets.core import read_only_builder  # noqa: E402
+
+
+def _tfds():
+  """tensorflow_datasets and two of its modules, imported on first use: importing them takes
+  seconds, which only runs that read tfds data should pay."""
+  import tensorflow_datasets as tfds  # noqa: PLC0415
+  from tensorflow_datasets.core import file_adapters, read_only_builder  # noqa: PLC0415
+  return tfds, file_adapters, read_only_builder
 
 SCHEME = "tfds"
 DEFAULT_IMAGE_KEY = "image"
@@ -54,6 +60,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
 def feature_paths(features) -> dict[str, object]:
   """The leaf features by path: nested dicts joined with '/', sequences seen through."""
   paths = {}
+  tfds = _tfds()[0]
 
   def walk(feature, prefix):
     if isinstance(feature, tfds.features.FeaturesDict):
@@ -71,6 +78,7 @@ def feature_paths(features) -> dict[str, object]:
 def _skip_image_decoding(feature):
   """Decoders (the features' nesting) that leave every Image feature encoded; None where a
   feature has no image."""
+  tfds = _tfds()[0]
   if isinstance(feature, tfds.features.Image):
     return tfds.decode.SkipDecoding()
   if isinstance(feature, tfds.features.FeaturesDict):
@@ -120,6 +128,7 @@ class TfdsSource(Source):
     self.dataset, self.split = parse_spec(spec)
     self.image_key = image_key or DEFAULT_IMAGE_KEY
     self.text_key = text_key or DEFAULT_TEXT_KEY
+    tfds, file_adapters, read_only_builder = _tfds()
     where = data_dir or "tfds' default data directory"
     try:
       builder = read_only_builder.builder_from_files(self.dataset, data_dir=data_dir)
@@ -239,3 +248,11 @@ def _lookup(example, path: str):
   for part in path.split("/"):
     example = example[part]
   return example
+
+
+def _open(spec: str, options: SourceOptions) -> TfdsSource:
+  return TfdsSource(spec, image_key=options.image_key, text_key=options.text_key,
+                    data_dir=options.tfds_data_dir, index_cache_dir=options.index_cache_dir)
+
+
+register(SourceKind(SCHEME, _EXAMPLE, _open))

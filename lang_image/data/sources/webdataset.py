@@ -29,7 +29,7 @@ from absl import logging
 import numpy as np
 
 from lang_image import storage
-
+from lang_image.data.sources.registry import SourceKind, SourceOptions, register
 from lang_image.data.sources.base import (BadSample, DataError, IndexCache, Source, caption_text,
                                           check_index)
 
@@ -274,3 +274,12 @@ def _parse_json(raw: bytes) -> dict:
     raise BadSample("json_invalid", f"sidecar .json holds a {type(meta).__name__}, not an "
                     "object")
   return meta
+
+
+def _open(spec: str, options: SourceOptions) -> WebDatasetSource:
+  return WebDatasetSource(spec, image_key=options.image_key, text_key=options.text_key,
+                          skip_bad_shards=options.skip_bad_shards,
+                          index_cache_dir=options.index_cache_dir)
+
+
+register(SourceKind(SCHEME, "wds:/data/laion/{00000..01023}.tar", _open))

@@ -8,7 +8,7 @@ import json
 import ml_collections
 
 from lang_image import storage
-from lang_image.config import ConfigError
+from lang_image.errors import ConfigError
 
 FILE = "config.json"
 

@@ -14,7 +14,7 @@ bpe_simple_vocab_16e6.txt.gz (open_clip ships it) or to a folder with vocab.json
 the freshly initialised tower parameters with the imported ones; objective heads keep their
 initialisation, and a resumed run reads everything from its own checkpoint.
 
-    python -m lang_image.interop.init hf:DIR     prints the config.model fields it would set
+    python -m lang_image.interop.pretrained hf:DIR     prints the config.model fields it would set
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def towers_with(arch: ClipArchitecture, params: dict[tuple, np.ndarray]):
 
 def configure(config) -> None:
   """Sets config.model (and, for hf:, an empty config.data.tokenizer) from config.init."""
-  spec = config.get("init", "")
+  spec = config.init
   if not spec:
     return
   kind, path = parse(spec)
@@ -123,7 +123,7 @@ def init_state(state: dict, spec: str) -> dict:
 
 def main(argv: list[str]) -> int:
   if len(argv) != 2:
-    print("usage: python -m lang_image.interop.init hf:DIR | openai:FILE", file=sys.stderr)
+    print("usage: python -m lang_image.interop.pretrained hf:DIR | openai:FILE", file=sys.stderr)
     return 2
   try:
     arch = read_architecture(argv[1])
