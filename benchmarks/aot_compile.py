@@ -38,16 +38,16 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")  # libtpu must not look for a real
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-# Peak dense bf16 FLOP/s, HBM bytes and HBM bandwidth (bytes/s) per chip, by jax's
-# device_kind, from Google Cloud's TPU system architecture pages.
+# Peak dense bf16 FLOP/s and HBM bytes per chip, by jax's device_kind, from Google Cloud's
+# TPU system architecture pages.
 CHIPS = {
-    "TPU v4": dict(name="v4", peak_bf16=275e12, hbm=32 * 2**30, hbm_bandwidth=1200e9,
+    "TPU v4": dict(name="v4", peak_bf16=275e12, hbm=32 * 2**30,
                    source="https://cloud.google.com/tpu/docs/v4"),
-    "TPU v5 lite": dict(name="v5e", peak_bf16=197e12, hbm=16e9, hbm_bandwidth=819e9,
+    "TPU v5 lite": dict(name="v5e", peak_bf16=197e12, hbm=16e9,
                         source="https://cloud.google.com/tpu/docs/v5e"),
-    "TPU v5": dict(name="v5p", peak_bf16=459e12, hbm=95e9, hbm_bandwidth=2765e9,
+    "TPU v5": dict(name="v5p", peak_bf16=459e12, hbm=95e9,
                    source="https://cloud.google.com/tpu/docs/v5p"),
-    "TPU v6 lite": dict(name="v6e", peak_bf16=918e12, hbm=32e9, hbm_bandwidth=1640e9,
+    "TPU v6 lite": dict(name="v6e", peak_bf16=918e12, hbm=32e9,
                         source="https://cloud.google.com/tpu/docs/v6e"),
 }
 LAYOUTS = {"data": dict(data=-1, fsdp=1), "fsdp": dict(data=1, fsdp=-1), "config": None}
@@ -68,10 +68,6 @@ def parse_args(argv):
   p.add_argument("--remat", default="", help="comma-separated config.model.remat values; "
                                              "empty: the config's")
   p.add_argument("--json", default="", help="append one JSON object per case to this file")
-  p.add_argument("--cost_model_vocab", type=int, default=1024,
-                 help="when the cost model's step time is negative, take it from the step "
-                      "with the text vocabulary cut to this many rows (0: report it as is); "
-                      "see compile_case")
   args, rest = p.parse_known_args(argv)
   args.overrides = []
   for item in rest:
@@ -163,15 +159,13 @@ def _cost(compiled) -> dict:
   return cost[0] if isinstance(cost, (list, tuple)) else cost
 
 
-def compile_case(spec: str, overrides, topology: str, layout: str, remat: str | None,
-                 cost_model_vocab: int = 0) -> dict:
+def compile_case(spec: str, overrides, topology: str, layout: str, remat: str | None) -> dict:
   """Compiles one case's training step -> its figures, per chip.
 
-  libtpu 0.0.42.1's cost model gives the step a negative `optimal_seconds` once the text
-  vocabulary is large (measured on a small CLIP on v5e:2x2: 1000 rows positive, 32000 rows
-  negative, whatever the gather mode). With `cost_model_vocab`, a negative time is replaced by
-  that of the same step compiled with the vocabulary cut to that many rows (the embedding's
-  gather and scatter are a negligible share of the step), and the case says so."""
+  libtpu 0.0.42.1's cost model can give a step a negative `optimal_seconds` (measured: a small
+  CLIP on v5e:2x2 is positive with a 1000-row text vocabulary and negative with 32000 rows,
+  whatever the embedding's gather mode; ViT-B/16 steps are negative even with 1024 rows). A
+  negative time is reported as it is, and implies no MFU."""
   devices = topology_devices(topology)
   kind = devices[0].device_kind
   chip = CHIPS.get(kind)
@@ -192,16 +186,7 @@ def compile_case(spec: str, overrides, topology: str, layout: str, remat: str | 
   total = arguments + outputs - aliased + temporary
   flops = per_chip * float(cost["flops"])
   hbm_traffic = per_chip * float(cost.get("bytes accessed", float("nan")))
-  seconds, cost_note = float(cost["optimal_seconds"]), ""
-  if seconds <= 0 and cost_model_vocab:
-    twin = build_config(spec, overrides + [("data.vocab_size", str(cost_model_vocab))],
-                        layout, remat)
-    twin_compiled, twin_s = _compile(twin, devices)
-    compile_s += twin_s
-    cost_note = (f"cost model {seconds:.3g} s; time of the step with a "
-                 f"{cost_model_vocab}-row vocabulary")
-    seconds = float(_cost(twin_compiled)["optimal_seconds"])
-  roofline = max(flops / chip["peak_bf16"], hbm_traffic / chip["hbm_bandwidth"])
+  seconds = float(cost["optimal_seconds"])
   data, fsdp = _mesh_sizes(config, len(devices))
   return dict(
       config=spec, overrides=[f"--config.{p}={v}" for p, v in overrides], topology=topology,
@@ -211,7 +196,7 @@ def compile_case(spec: str, overrides, topology: str, layout: str, remat: str | 
       argument_bytes=arguments, output_bytes=outputs, alias_bytes=aliased,
       temp_bytes=temporary, total_bytes=total, hbm_bytes=chip["hbm"],
       fits=total <= chip["hbm"], flops=flops, bytes_accessed=hbm_traffic,
-      optimal_seconds=seconds, cost_model_note=cost_note, roofline_seconds=roofline,
+      optimal_seconds=seconds,
       peak_bf16=chip["peak_bf16"],
       mfu=flops / seconds / chip["peak_bf16"] if seconds > 0 else float("nan"),
       pairs_per_s=config.batch_size / seconds if seconds > 0 else float("nan"))
@@ -229,8 +214,8 @@ HEADER = ("| config | topology | mesh | remat | args GiB | out GiB | temp GiB | 
 def row(r: dict) -> str:
   gib = lambda b: f"{b / 2**30:.2f}"
   name = os.path.basename(r["config"].partition(":")[0]).removesuffix(".py")
-  mark = "*" if r["cost_model_note"] else ""
-  seconds = f"{r['optimal_seconds']:.3f}{mark}" if r["optimal_seconds"] > 0 else "negative"
+  seconds = (f"{r['optimal_seconds']:.3f}" if r["optimal_seconds"] > 0
+             else f"negative ({r['optimal_seconds']:.0f})")
   valid = r["optimal_seconds"] > 0
   mfu = f"{100 * r['mfu']:.0f}%" if valid else ""
   rate = f"{r['pairs_per_s']:,.0f}" if valid else ""
@@ -249,8 +234,8 @@ def main(argv=None) -> int:
   import jax
   from lang_image.errors import ConfigError
   print(f"# jax {jax.__version__}; per chip. Step time: XLA's TPU cost model (optimal_seconds; "
-        "* = of the step with a cut vocabulary, see compile_case); MFU = XLA FLOPs / that time "
-        "/ the chip's peak bf16 rate; pairs/s of the whole slice at that time")
+        "see compile_case for negative ones); MFU = XLA FLOPs / that time / the chip's peak "
+        "bf16 rate; pairs/s of the whole slice at that time")
   print("# " + " ".join(["python", "benchmarks/aot_compile.py", *(sys.argv[1:] if argv is None
                                                                    else argv)]))
   print(HEADER, flush=True)
@@ -259,8 +244,7 @@ def main(argv=None) -> int:
       for layout in args.layouts:
         for remat in args.remats:
           try:
-            result = compile_case(spec, args.overrides, topology, layout, remat,
-                                  args.cost_model_vocab)
+            result = compile_case(spec, args.overrides, topology, layout, remat)
           except (AotError, ConfigError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
