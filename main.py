@@ -40,6 +40,8 @@ def parse_flags(argv):
     print(f"error: {repeated}", file=sys.stderr)
     sys.exit(2)
   spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if any(a in ("--help", "-h", "-help", "--h", "-?") for a in argv[1:]):
+    _print_help(spec)
   try:
     if spec:  # config_flags defers file errors to first use; surface them now.
       config_lib.load_config_file(spec)
@@ -72,6 +74,21 @@ def repeated_flag_message(args):
               "--config='configs/clip.py:data=wds:/data/{00000..00003}.tar') and give the flag "
               "once.")
   return None
+
+
+def _print_help(spec):
+  """main.py's help (lang_image/cli_help.py), or one config's fields with --config; exits 0."""
+  from lang_image import cli_help
+  try:
+    if spec:
+      print(cli_help.fields(config_lib.load_config_file(spec), spec), end="")
+    else:
+      print(cli_help.text(os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")),
+            end="")
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  sys.exit(0)
 
 
 def _explain_flag_error(argv):

@@ -28,7 +28,9 @@ from jax.experimental import multihost_utils
 
 from lang_image.evaluators import eval_sets, knn, linear_probe, retrieval, zero_shot
 # Importing a loader's module registers its eval sets.
-from lang_image.evaluators import scenes_sets, shapes_sets, source_sets, tfds_sets  # noqa: F401
+# Importing a loader's module registers its eval sets.
+from lang_image.evaluators import (benchmark_sets, scenes_sets, shapes_sets,  # noqa: F401
+                                   source_sets, tfds_sets)
 
 TASKS = ("zero_shot", "retrieval", "linear_probe", "knn")
 
