@@ -19,10 +19,10 @@ EVAL_CURVES = ("zero_shot/top1", "zero_shot/top1_unseen", "linear_probe/top1", "
                "zero_shot/count/top1", "zero_shot/colour_shape/top1",
                "zero_shot/colour_shape/top1_unseen", "zero_shot/full/top1",
                "linear_probe/texture/top1")
-# nCLIP's collapse monitors, fractions in [0, 1]: the entropy of the batch-mean prototype
-# distribution over its maximum log K, and the share of prototypes that are some sample's
-# argmax. Both fall towards 0 when the heads collapse onto a few prototypes.
-MONITORS = ("mean_entropy_ratio", "prototypes_used")
+# nCLIP's collapse monitor, a fraction in [0, 1]: the entropy of the batch-mean prototype
+# distribution over its maximum log K; it falls towards 0 when the heads collapse onto a few
+# prototypes. (prototypes_used is bounded by batch / K, so it is not drawn on this scale.)
+MONITORS = ("mean_entropy_ratio",)
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -65,17 +65,33 @@ def draw_loss_curves(ax, train_records: list[dict], last_step: int | None = None
 
 
 def draw_eval_curves(ax, eval_records: list[dict], last_step: int | None = None) -> None:
-  """The main eval metrics (percent) of every evaluation against the step."""
+  """The main eval metrics (percent) of every evaluation against the step. When the last
+  evaluation ran on more test examples than the periodic ones before it (the final one uses
+  the whole split), it is drawn apart, as open diamonds: retrieval recall, for one, falls
+  with the number of candidates, so one line through both would mislead."""
+  final = None
+  if (len(eval_records) > 1 and eval_records[-1].get("examples") is not None
+      and eval_records[-1].get("examples") != eval_records[-2].get("examples")):
+    final, eval_records = eval_records[-1], eval_records[:-1]
   drawn = 0
   for key in EVAL_CURVES:
     points = [(r["step"], r["metrics"][key]) for r in eval_records if key in r["metrics"]]
     if points:
       _plot(ax, points, label=key)
       drawn += 1
+      if final is not None and key in final["metrics"]:
+        ax.scatter([final["step"]], [final["metrics"][key]], marker="D", s=30,
+                   facecolors="none", edgecolors=ax.get_lines()[-1].get_color(), zorder=3)
+  title = "evaluation"
+  if final is not None:
+    ax.scatter([], [], marker="D", facecolors="none", edgecolors="black",
+               label=f"final: whole split ({final['examples']} examples)")
+    title += f" (lines: periodic, first {eval_records[-1].get('examples')} test examples)"
+    eval_records = eval_records + [final]
   _steps_axis(ax, last_step or max((r["step"] for r in eval_records), default=1))
   ax.set_ylabel("accuracy / recall (%)")
   ax.set_ylim(0, 100)
-  ax.set_title("evaluation", fontsize=9)
+  ax.set_title(title, fontsize=9)
   if drawn:
     ax.legend(fontsize=7)
   else:
@@ -87,13 +103,13 @@ def monitor_keys(train_records: list[dict]) -> list[str]:
 
 
 def draw_monitors(ax, train_records: list[dict], last_step: int | None = None) -> None:
-  """nCLIP's collapse monitors (`MONITORS`; near 0: collapse onto a few prototypes)."""
+  """nCLIP's collapse monitor (`MONITORS`; near 0: collapse onto a few prototypes)."""
   for key in monitor_keys(train_records):
     _plot(ax, [(r["step"], r[key]) for r in train_records if key in r], label=key)
   _steps_axis(ax, last_step or max((r["step"] for r in train_records), default=1))
   ax.set_ylim(0, 1.05)
   ax.set_ylabel("fraction")
-  ax.set_title("nCLIP collapse monitors (towards 0 = collapse)", fontsize=9)
+  ax.set_title("nCLIP collapse monitor (towards 0 = collapse)", fontsize=9)
   ax.legend(fontsize=7)
 
 

@@ -135,8 +135,8 @@ def loss_notes(objectives) -> list[str]:
     notes.append(
         "nclip/loss is a cross-entropy minus me_max_weight x the entropy of the batch-mean "
         "prototype distribution (up to log K), so it, and the total loss, can be negative; "
-        "lower is still better. nclip/mean_entropy_ratio or nclip/prototypes_used near 0 "
-        "means the prototypes collapsed.")
+        "lower is still better. nclip/mean_entropy_ratio near 0 means the prototypes "
+        "collapsed.")
   return notes
 
 

@@ -96,7 +96,7 @@ def _run(config, workdir: str, stop: stopping.StopSignals) -> dict:
       metrics = which(*trainer.bind_embedders(state))
     writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
     if jax.process_index() == 0:
-      evaluators.write_json(workdir, step, metrics)
+      evaluators.write_json(workdir, step, metrics, examples=size)
     logging.info("Eval at step %d (%.1f s, %d examples): %s (%%; all metrics in W/eval/)", step,
                  time.time() - t0, size, progress.eval_summary(metrics))
     return metrics

@@ -29,8 +29,7 @@ def test_collapse_monitors_get_a_panel_and_negative_totals_are_explained():
   fig = plots.training_curves(records, [])
   assert len(fig.axes) == 3
   assert "negative" in fig.axes[0].get_title()
-  assert sorted(l.get_label() for l in fig.axes[2].get_lines()) == [
-      "nclip/mean_entropy_ratio", "nclip/prototypes_used"]
+  assert [l.get_label() for l in fig.axes[2].get_lines()] == ["nclip/mean_entropy_ratio"]
   assert plots.training_curves([{"step": 5, "loss": 1.0}], []).axes[0].get_title() == (
       "training loss")
 
@@ -73,3 +72,18 @@ def test_pictures_of_any_eval_set_go_to_one_folder_under_the_workdir():
   assert pictures.folder_name("/data/digits") == "data_digits"
   assert pictures.folder_name("wds:/data/val/{0..3}.tar") == "wds_data_val_0..3_.tar"
   assert "/" not in pictures.folder_name("csv:../x/test.csv")
+
+
+def test_a_final_evaluation_on_more_examples_is_drawn_apart_from_the_periodic_line():
+  records = [{"step": s, "examples": 500, "metrics": {"retrieval/i2t_r1": 10.0 + s / 100}}
+             for s in (100, 200, 300)]
+  records.append({"step": 400, "examples": 2400, "metrics": {"retrieval/i2t_r1": 4.0}})
+  fig = plots.new_figure(5, 4)
+  ax = fig.add_subplot(1, 1, 1)
+  plots.draw_eval_curves(ax, records)
+  (line,) = ax.get_lines()
+  assert list(line.get_xdata()) == [100, 200, 300]  # the line is the periodic evaluations
+  offsets = np.concatenate([c.get_offsets() for c in ax.collections if len(c.get_offsets())])
+  np.testing.assert_allclose(offsets, [[400, 4.0]])
+  assert "final: whole split (2400 examples)" in [t.get_text() for t in ax.get_legend().get_texts()]
+  assert "first 500 test examples" in ax.get_title()

@@ -176,12 +176,16 @@ def _prefix(name: str) -> str:
   return f"{name}/" if name else ""
 
 
-def write_json(workdir: str, step: int, metrics: dict) -> str:
+def write_json(workdir: str, step: int, metrics: dict, examples: int | None = None) -> str:
+  """W/eval/step_N.json: the metrics and, when given, on how many test examples."""
   directory = os.path.join(workdir, "eval")
   os.makedirs(directory, exist_ok=True)
   path = os.path.join(directory, f"step_{step:08d}.json")
+  record = {"step": step, "metrics": metrics}
+  if examples is not None:
+    record["examples"] = int(examples)
   with open(path + ".tmp", "w") as f:
-    json.dump({"step": step, "metrics": metrics}, f, indent=2, sort_keys=True)
+    json.dump(record, f, indent=2, sort_keys=True)
   os.replace(path + ".tmp", path)
   return path
 
