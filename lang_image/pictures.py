@@ -203,7 +203,7 @@ def figures(evaluator) -> dict[str, Figure]:
     held_out = np.asarray(es.subsets.get("unseen", np.zeros(len(emb.images), bool)))[:count]
     picks = grid_picks(scores, es.test.labels[:count], held_out, rows * cols)
     images = eval_sets.first_images(es.test.images, int(picks.max()) + 1)[picks]
-    fig = new_figure(1.9 * cols, 2.5 * rows)
+    fig = new_figure(1.9 * cols, 2.8 * rows)
     axes = fig.subplots(rows, cols)
     draw_predictions(axes, images, scores[picks], es.classes, es.test.labels[picks],
                      held_out=held_out[picks])
