@@ -20,7 +20,7 @@ import time
 
 from absl import logging
 
-HEARTBEAT_S = 8.0
+HEARTBEAT_S = 9.0
 LINE_S = 8.0
 BAR_S = 0.5
 
