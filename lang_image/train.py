@@ -52,7 +52,7 @@ def _run(config, workdir: str, stop: stopping.StopSignals) -> dict:
   with progress.phase("Building the model"):
     trainer = Trainer(config, mesh, dataset.tokenizer.vocab_size)
   ckpt = checkpoint.Checkpointer(workdir, config.checkpoint_every, config.keep_checkpoints)
-  ckpt.check_space(trainer.abstract_state)
+  ckpt.prepare_to_save(trainer.abstract_state)
   with progress.phase("Restoring the newest checkpoint, if any"):
     restored = ckpt.restore(trainer.abstract_state)
   if restored is None:
@@ -102,7 +102,8 @@ def _run(config, workdir: str, stop: stopping.StopSignals) -> dict:
     return metrics
 
   total = config.total_steps
-  guard = stopping.NonfiniteGuard(config.max_nonfinite_steps)
+  guard = stopping.NonfiniteGuard(config.max_nonfinite_steps, ckpt.nonfinite_streak,
+                                  ckpt.resume_hint)
   summed, count = None, 0
   # The newest step's `nonfinite` flag, still on the device. It is read one step late: by
   # then the next step is already queued behind it, so the read never leaves the device
@@ -143,20 +144,23 @@ def _run(config, workdir: str, stop: stopping.StopSignals) -> dict:
             _append_jsonl(os.path.join(workdir, TRAIN_METRICS), {"step": step, **means})
           summed, count = None, 0
         if step < total:
-          ckpt.maybe_save(step, state, lambda: stream_lib.gather_state(stream))
+          ckpt.maybe_save(step, state, lambda: stream_lib.gather_state(stream),
+                          nonfinite_streak=guard.consecutive)
         if eval_now:
           evaluate(step, final=False)
         if stop.agreed():
           if pending is not None:
             guard.observe(*pending)
-          ckpt.maybe_save(step, state, lambda: stream_lib.gather_state(stream), force=True)
+          ckpt.maybe_save(step, state, lambda: stream_lib.gather_state(stream), force=True,
+                          nonfinite_streak=guard.consecutive)
           ckpt.wait()
           ckpt.close()
           writer.flush()
           logging.info("Preempted at step %d: checkpoint saved in %s.", step, ckpt.directory)
           return {}
       eval_metrics = evaluate(total)
-      ckpt.maybe_save(total, state, lambda: stream_lib.gather_state(stream), force=True)
+      ckpt.maybe_save(total, state, lambda: stream_lib.gather_state(stream), force=True,
+                      nonfinite_streak=guard.consecutive)
   except TrainingError:
     # Earlier (good) checkpoints finish writing; the bad state is not saved.
     ckpt.wait(quiet=True)
