@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 from typing import Callable
 
 import jax
@@ -32,6 +31,7 @@ from absl import logging
 
 from lang_image import checkpoint_errors as errors
 from lang_image import checkpoint_integrity as integrity
+from lang_image import checkpoint_storage as storage
 from lang_image.errors import ConfigError, TrainingError
 
 
@@ -81,32 +81,16 @@ class Checkpointer:
   def prepare_to_save(self, abstract_state) -> None:
     """Before training: raises ConfigError if the folder cannot be written or its disk cannot
     hold the checkpoints this run will keep (plus the one being written), so that neither is
-    found hours in; starts compiling the checksum programs in the background."""
-    probe = os.path.join(self.directory, f".write_probe_{jax.process_index()}")
-    try:
-      with open(probe, "wb") as f:
-        f.write(b"lang_image")
-        f.flush()
-        os.fsync(f.fileno())
-      os.remove(probe)
-    except OSError as e:
-      cause, fix = errors.write_cause(e)
-      raise ConfigError(f"the checkpoint folder {self.directory} cannot be written ({cause}), "
-                        f"so this run could not save its progress; {fix} or choose another "
-                        "--workdir, then run the same command.") from None
-    size = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract_state))
+    found hours in; removes what unfinished saves left; starts compiling the checksum
+    programs in the background. (Only a training run calls this: an evaluation reading the
+    checkpoints of a live run must not remove the save it is making.)"""
+    storage.check_writable(self.directory)
+    if jax.process_index() == 0:
+      storage.remove_unfinished_saves(self.directory)
     count = max(1, self.keep + 1 - len(self._manager.all_steps()))
-    need, free = count * size, shutil.disk_usage(self.directory).free
-    if free < need:
-      raise ConfigError(
-          f"the disk of {self.directory} has {_size(free)} free but this run's checkpoints "
-          f"need about {_size(need)} ({count} x {_size(size)}); free some space, lower "
-          "config.keep_checkpoints or choose another --workdir.")
+    storage.check_space(self.directory, abstract_state, count)
     if self._summarizer is None:
       self._summarizer = integrity.Summarizer(abstract_state)
-
-  def latest_step(self) -> int | None:
-    return self._manager.latest_step()
 
   def restore(self, abstract_state, step: int | None = None):
     """Returns (state, data_position) from the newest checkpoint that passes its checks, or
@@ -286,7 +270,3 @@ class Checkpointer:
     except Exception:  # noqa: BLE001 (a failed save raises again here; it was reported)
       if not self._failed:
         raise
-
-
-def _size(n: int) -> str:
-  return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"

@@ -13,9 +13,9 @@ import read_only_folders
 from checkpoint_fixtures import (assert_bitwise, pico_towers, restore_warns, states, trainer,  # noqa: F401
                                  two_checkpoints)
 from configs import clip as clip_config
-from lang_image import checkpoint, stopping, train
-from lang_image.trainer import Trainer
+from lang_image import checkpoint, checkpoint_storage, stopping, train
 from lang_image.errors import ConfigError, TrainingError
+from lang_image.trainer import Trainer
 
 
 @pytest.mark.parametrize("damage", ["truncate", "delete"])
@@ -165,7 +165,7 @@ def test_a_disk_too_full_for_the_checkpoints_fails_before_training(tmp_path, tin
   config.data.update(data_dir=tiny_data_dir, variant="tiny")
   config.keep_checkpoints = 2
   usage = shutil.disk_usage(str(tmp_path))
-  monkeypatch.setattr(checkpoint.shutil, "disk_usage",
+  monkeypatch.setattr(checkpoint_storage.shutil, "disk_usage",
                       lambda path: usage._replace(free=5 * 2**20))
   compiled = []
   monkeypatch.setattr(Trainer, "init_state", lambda *a: compiled.append(a))
