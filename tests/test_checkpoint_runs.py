@@ -30,9 +30,9 @@ NO_EVAL = ["--config.eval.zero_shot=False", "--config.eval.retrieval=False",
            "--config.eval.pictures=False"]
 
 
-def command(workdir, data_dir, steps, *extra):
+def command(workdir, data_dir, steps, *extra, log_every=10):
   return train_command(workdir, data_dir, *NO_EVAL, "--config.checkpoint_every=2", *extra,
-                       steps=steps)
+                       steps=steps, log_every=log_every)
 
 
 def run(cmd, prefix=()):
@@ -154,7 +154,7 @@ def test_the_nonfinite_streak_is_saved_and_counts_on_after_a_restart(base_run, w
   # Preempted (SIGTERM) inside a non-finite streak: the checkpoint carries the streak.
   log = os.path.join(workdir, "first.log")
   cmd = command(workdir, tiny_data_dir, 40, "--config.optim.lr=1e30",
-                "--config.max_nonfinite_steps=30", "--config.log_every=1")
+                "--config.max_nonfinite_steps=30", log_every=1)
   with open(log, "w") as err:
     proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=err)
   try:

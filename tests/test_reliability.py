@@ -135,7 +135,7 @@ def test_preempted_run_saves_its_step_exits_cleanly_and_resumes(tmp_path, tiny_d
   ckpts = os.path.join(workdir, "checkpoints")
   # Only the preemption saves: the periodic checkpoint comes far later.
   cmd = command(workdir, tiny_data_dir, "--config.checkpoint_every=5000",
-                "--config.log_every=2", steps=10000)
+                steps=10000, log_every=2)
   metrics_file = os.path.join(workdir, train.TRAIN_METRICS)
 
   code, seconds, lines = start_and_signal(
@@ -208,13 +208,13 @@ def final_state(workdir, step):
 def test_run_killed_at_five_random_moments_ends_bitwise_equal_to_an_uninterrupted_one(
     tmp_path, tiny_data_dir):
   steps = 40
-  extra = ["--config.checkpoint_every=4", "--config.keep_checkpoints=2", "--config.log_every=1",
+  extra = ["--config.checkpoint_every=4", "--config.keep_checkpoints=2",
            "--config.eval.zero_shot=False", "--config.eval.retrieval=False",
            "--config.eval.linear_probe=False", "--config.eval.knn=False",
            "--config.eval.pictures=False"]
 
   def cmd(workdir):
-    return command(workdir, tiny_data_dir, *extra, steps=steps)
+    return command(workdir, tiny_data_dir, *extra, steps=steps, log_every=1)
 
   reference = str(tmp_path / "reference")
   done = subprocess.run(cmd(reference), env=env(), capture_output=True, text=True, timeout=600)
