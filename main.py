@@ -25,12 +25,20 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 class _OwnInfoOnly(logging.logging.Filter):
-  """Keeps INFO lines from lang_image and clu; libraries (orbax, jax) speak from WARNING."""
+  """Keeps INFO lines from lang_image and clu; libraries (orbax, jax) speak from WARNING, in
+  one line each: their tracebacks (a failed checkpoint write logs one per writer thread) are
+  left out, since the error they lead to is reported by lang_image in one sentence."""
+
+  LIBRARIES = ("/orbax/", "/jax/", "/jaxlib/", "/grain/", "/tensorflow_datasets/", "/absl/",
+               "/asyncio/")
 
   def filter(self, record):
-    return record.levelno >= logging.logging.WARNING or not any(
-        part in record.pathname for part in ("/orbax/", "/jax/", "/jaxlib/", "/grain/",
-                                             "/tensorflow_datasets/", "/absl/"))
+    library = any(part in record.pathname for part in self.LIBRARIES)
+    if library and record.exc_info:
+      record.exc_info, record.exc_text = None, None
+    if record.name == "asyncio" and "exception was never retrieved" in str(record.msg):
+      return False  # Orbax's writers abandoned after a failure they already logged.
+    return record.levelno >= logging.logging.WARNING or not library
 
 
 def parse_flags(argv):
@@ -40,6 +48,8 @@ def parse_flags(argv):
     print(f"error: {repeated}", file=sys.stderr)
     sys.exit(2)
   spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if any(a in ("--help", "-h", "-help", "--h", "-?") for a in argv[1:]):
+    _print_help(spec)
   try:
     if spec:  # config_flags defers file errors to first use; surface them now.
       config_lib.load_config_file(spec)
@@ -72,6 +82,21 @@ def repeated_flag_message(args):
               "--config='configs/clip.py:data=wds:/data/{00000..00003}.tar') and give the flag "
               "once.")
   return None
+
+
+def _print_help(spec):
+  """main.py's help (lang_image/cli_help.py), or one config's fields with --config; exits 0."""
+  from lang_image import cli_help
+  try:
+    if spec:
+      print(cli_help.fields(config_lib.load_config_file(spec), spec), end="")
+    else:
+      print(cli_help.text(os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")),
+            end="")
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  sys.exit(0)
 
 
 def _explain_flag_error(argv):
@@ -117,7 +142,18 @@ def main(argv):
     print("final " + ", ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items())))
 
 
+def _quiet_closed_loop(unraisable):
+  """After a checkpoint write fails, TensorStore still completes the abandoned operations'
+  futures, whose callbacks then meet Orbax's closed event loop: one traceback each (dozens),
+  saying nothing about the failure, which is reported in one sentence."""
+  error = unraisable.exc_value
+  if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+    return
+  sys.__unraisablehook__(unraisable)
+
+
 if __name__ == "__main__":
+  sys.unraisablehook = _quiet_closed_loop
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_OwnInfoOnly())
   app.run(main, flags_parser=parse_flags)

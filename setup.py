@@ -42,7 +42,12 @@ setuptools.setup(
     extras_require={
         # nbclient, nbformat, ipykernel: the notebook tests; jsonschema: the results' schema.
         "test": ["pytest==9.2.0", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0",
-                 "jsonschema==4.26.0"],
+                 "jsonschema==4.26.0", "wandb==0.31.0"],
+        # Weights & Biases beside TensorBoard (config.wandb.enabled=True).
+        "wandb": ["wandb==0.31.0"],
+        # Running the notebooks in notebooks/ (Jupyter, and the kernel and client they use).
+        "notebooks": ["jupyter==1.1.1", "notebook==7.6.5", "nbclient==0.11.0", "nbformat==5.11.1",
+                      "ipykernel==7.4.0"],
         # Importing and exporting OpenAI / open_clip / Hugging Face CLIP weights
         # (lang_image/interop); torch 2.13.0 installs the CPU build here.
         "interop": ["torch==2.13.0", "transformers==5.23.0", "safetensors==0.8.0"],

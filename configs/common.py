@@ -175,13 +175,30 @@ def base(args) -> ml_collections.ConfigDict:
   c.max_nonfinite_steps = 20
   c.checkpoint_every = 200  # 0: only at the end and on preemption.
   c.keep_checkpoints = 3
-  c.eval_every = 0  # 0: evaluate only at the end.
+  # Every this many steps a cheap evaluation (zero-shot and retrieval on the first
+  # eval.periodic_examples test examples) draws accuracy against steps; 0: only at the end.
+  c.eval_every = 100 if tiny else 0
+  # A finished run (its last checkpoint and evaluation in the workdir) is not evaluated
+  # again unless this is True.
+  c.force_eval = False
   c.eval = ml_collections.ConfigDict(dict(
-      # What the run evaluates on: 'shapes' (the embedded data, whatever the training data;
-      # 'scenes' when it trains on scenes: zero-shot per label set, probes on texture, size),
-      # a prepared tfds set (cifar10, imagenet2012, coco_captions, ...) or a data source
-      # (wds:/data/val/{00000..00003}.tar: retrieval on its first source_examples samples).
-      dataset="scenes" if args.data == "scenes" else "shapes",
+      # What the run evaluates on (lang_image/evaluators/choice.py): 'auto' follows the
+      # training data (a built-in dataset's own eval split: shapes, or scenes with zero-shot
+      # per label set and probes on texture and size; for one's own data only what is named
+      # here); 'shapes'; 'scenes'; a prepared tfds set (cifar10, imagenet2012, ...); a labelled
+      # folder in CLIP_benchmark's webdataset layout (/data/mnist with classnames.txt and
+      # test/*.tar holding cls members) or csv:/jsonl: with a label column and a
+      # classnames.txt beside it (zero-shot and retrieval); any other data source
+      # (wds:/data/val/{00000..00003}.tar: retrieval); 'none'.
+      dataset="auto",
+      # Class names (one per line, label order) and zero-shot templates ({c} or {}) of a
+      # labelled set; empty: classnames.txt / zeroshot_classification_templates.txt beside it.
+      class_names="",
+      templates="",
+      # The label column of a labelled csv/jsonl eval set; empty: 'label'.
+      label_key="",
+      # Test examples of the periodic (cheap) evaluation; the final one uses all of them.
+      periodic_examples=500,
       source_examples=1000,
       split="test",
       batch_size=256,
@@ -200,5 +217,9 @@ def base(args) -> ml_collections.ConfigDict:
       # PNGs (W/pictures/) and TensorBoard images of the curves and embeddings at the end.
       pictures=True,
   ))
+  # Weights & Biases, beside TensorBoard (pip install lang_image[wandb]): the same scalars
+  # and images. mode: 'online', 'offline' or '' (wandb's own default / $WANDB_MODE).
+  c.wandb = ml_collections.ConfigDict(dict(enabled=False, project="lang_image", entity="",
+                                           name="", mode=""))
   c.profile_steps = 0  # >0: capture a profiler trace of this many steps after warm-up.
   return c

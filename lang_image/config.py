@@ -90,7 +90,8 @@ def validate(config, workdir: str | None, device_count: int | None = None,
 def _check_run(config, device_count: int) -> None:
   if config.batch_size <= 0:
     raise ConfigError(f"config.batch_size must be a positive number of pairs, got "
-                      f"{config.batch_size}.")
+                      f"{config.batch_size}; pass batch=N in the config argument or "
+                      "--config.batch_size=N.")
   data, fsdp = parallel.mesh_shape(config.mesh, device_count)
   if config.batch_size % (data * fsdp):
     raise ConfigError(f"global batch {config.batch_size} is not divisible by the {data * fsdp} "

@@ -35,7 +35,7 @@ from lang_image import checkpoint, config as config_lib, distributed, evaluators
 from lang_image.errors import ConfigError  # noqa: E402
 from lang_image import parallel, pictures, saved_config, storage, train  # noqa: E402
 from lang_image.data import pipeline  # noqa: E402
-from lang_image.evaluators import benchmark_json, eval_sets, zero_shot  # noqa: E402
+from lang_image.evaluators import benchmark_json, choice, eval_sets, zero_shot  # noqa: E402
 from lang_image.trainer import Trainer  # noqa: E402
 
 @dataclasses.dataclass
@@ -194,6 +194,14 @@ def evaluate(config, workdir: str, step=None, tasks=evaluators.TASKS, datasets=(
   return results
 
 
+def run_eval_set(config) -> str:
+  """The eval set the training run evaluated on (config.eval.dataset, 'auto' resolved)."""
+  name, reason = choice.choose(config)
+  if not name:
+    raise ConfigError(f"this run has no eval set ({reason}); pass --datasets=NAME.")
+  return name
+
+
 def define_flags() -> types.SimpleNamespace:
   """The command line's flags; defined only when run as a program, so that the module also
   imports next to other absl programs (e.g. lang_image.compare)."""
@@ -203,7 +211,8 @@ def define_flags() -> types.SimpleNamespace:
       workdir=flags.DEFINE_string("workdir", None, "The training run's workdir."),
       step=flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest)."),
       tasks=flags.DEFINE_list("tasks", list(evaluators.TASKS), "Tasks to run."),
-      datasets=flags.DEFINE_list("datasets", ["shapes"], "Eval datasets, e.g. shapes,cifar10."),
+      datasets=flags.DEFINE_list("datasets", None, "Eval datasets, e.g. shapes,cifar10 "
+                                 "(default: the run's own, config.eval.dataset)."),
       tfds_data_dir=flags.DEFINE_string(
           "tfds_data_dir", None, "Where tfds eval datasets are prepared (default: tfds')."),
       out=flags.DEFINE_string("out", None, "Directory of the JSON results (default: "
@@ -219,7 +228,8 @@ def main(argv, args):
     distributed.initialize()
     config = args.config.value if args.config.value is not None else saved_config.load(workdir)
     config_lib.validate(config, None)
-    evaluate(config, workdir, args.step.value, args.tasks.value, args.datasets.value,
+    datasets = args.datasets.value or [run_eval_set(config)]
+    evaluate(config, workdir, args.step.value, args.tasks.value, datasets,
              args.tfds_data_dir.value, args.out.value, args.pictures.value)
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)

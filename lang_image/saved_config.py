@@ -19,6 +19,17 @@ def save(workdir: str, config) -> str:
   return path
 
 
+def resolved(config, *, data_dir: str, eval_dataset: str) -> ml_collections.ConfigDict:
+  """A copy of `config` with what was resolved at run time written in, so that evaluation in
+  a new shell needs no environment variable: the data directory (config.data.data_dir, empty
+  meaning $LANG_IMAGE_DATA_DIR or the default) and the eval set chosen for 'auto'."""
+  out = ml_collections.ConfigDict(config.to_dict())
+  out.data.data_dir = storage.join(data_dir)  # Absolute; a URL stays a URL.
+  if "eval" in out and "dataset" in out.eval:
+    out.eval.dataset = eval_dataset
+  return out
+
+
 def load(workdir: str) -> ml_collections.ConfigDict:
   path = storage.join(workdir, FILE)
   if not storage.exists(path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from typing import Callable
 
 import jax
 import numpy as np
@@ -60,10 +61,14 @@ class StopSignals:
 
 class NonfiniteGuard:
   """Counts consecutive skipped (non-finite) steps on the host; raises TrainingError after
-  `limit` of them in a row (0: never)."""
+  `limit` of them in a row (0: never). `streak`: the count the run resumes with (it is saved
+  with each checkpoint, so a rerun does not start it again from zero). `resume_hint()`: what
+  a rerun resumes from, as a phrase after 'then rerun to' (Checkpointer.resume_hint)."""
 
-  def __init__(self, limit: int):
-    self.limit, self.consecutive = int(limit), 0
+  def __init__(self, limit: int, streak: int = 0,
+               resume_hint: Callable[[], str] | None = None):
+    self.limit, self.consecutive = int(limit), int(streak)
+    self._resume_hint = resume_hint or (lambda: "resume from the newest checkpoint")
 
   def observe(self, step: int, flag) -> None:
     if not float(flag):
@@ -74,6 +79,6 @@ class NonfiniteGuard:
     if self.limit and self.consecutive >= self.limit:
       raise TrainingError(
           f"the last {self.consecutive} steps (up to step {step}) all had a non-finite loss "
-          "or gradient norm, so training stopped without saving them; the newest checkpoint "
-          "holds the last good state. Lower config.optim.lr, check the data, or raise "
-          "config.max_nonfinite_steps (0 never stops).")
+          "or gradient norm, so training stopped without saving them; lower "
+          "config.optim.lr, check the data or raise config.max_nonfinite_steps (0 never "
+          f"stops), then rerun to {self._resume_hint()}.")

@@ -14,13 +14,13 @@ import time
 import jax
 import jax.numpy as jnp
 from absl import logging
-from clu import metric_writers, periodic_actions
+from clu import periodic_actions
 
 from lang_image import checkpoint, evaluators, parallel
-from lang_image import pictures, saved_config, stopping, storage
+from lang_image import finished, pictures, progress, saved_config, stopping, storage, writers
 from lang_image.errors import ConfigError, TrainingError
 from lang_image.data import pipeline, stream as stream_lib
-from lang_image.evaluators import eval_sets
+from lang_image.evaluators import choice, eval_sets, periodic
 from lang_image.interop import pretrained
 from lang_image.trainer import Trainer
 
@@ -36,19 +36,27 @@ def run(config, workdir: str) -> dict:
   a checkpoint of that step; it then returns {} (no final evaluation). A second signal goes
   to the handler in place before the run.
   """
-  with stopping.StopSignals() as stop:
+  with stopping.StopSignals() as stop, progress.watch(silent=jax.process_index() > 0):
     return _run(config, workdir, stop)
 
 
 def _run(config, workdir: str, stop: stopping.StopSignals) -> dict:
+  eval_name, reason = choice.choose(config)
+  done = finished.completed(config, workdir, evaluates=bool(eval_name))
+  if done is not None:
+    return done
   mesh = parallel.make_mesh(config.mesh)
-  dataset = pipeline.open_for(config)
-  trainer = Trainer(config, mesh, dataset.tokenizer.vocab_size)
+  with progress.phase(f"Opening the data ({config.data.name})"):
+    dataset = pipeline.open_for(config)
+  with progress.phase("Building the model"):
+    trainer = Trainer(config, mesh, dataset.tokenizer.vocab_size)
   ckpt = checkpoint.Checkpointer(workdir, config.checkpoint_every, config.keep_checkpoints)
-  ckpt.check_space(trainer.abstract_state)
-  restored = ckpt.restore(trainer.abstract_state)
+  ckpt.prepare_to_save(trainer.abstract_state)
+  with progress.phase("Restoring the newest checkpoint, if any"):
+    restored = ckpt.restore(trainer.abstract_state)
   if restored is None:
-    state, data_state = trainer.init_state(config.seed), None
+    with progress.phase("Initialising the parameters"):
+      state, data_state = trainer.init_state(config.seed), None
     if config.init:  # Released tower weights (lang_image/interop/pretrained.py).
       state = pretrained.init_state(state, config.init)
     logging.info("No checkpoint in %s: starting from scratch.", ckpt.directory)
@@ -57,27 +65,44 @@ def _run(config, workdir: str, stop: stopping.StopSignals) -> dict:
   start = int(state["step"])
   stream = stream_lib.TrainStream(dataset, config.data, config.batch_size,
                                   trainer.batch_sharding, config.seed, state=data_state)
-  evaluator = evaluators.Evaluator(dataset, config.eval, trainer.batch_sharding,
-                                  eval_set=_eval_set(config, dataset))
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  logging.info(choice.announce(eval_name, reason))
+  evaluator = cheap = None
+  if eval_name:
+    with progress.phase(f"Loading the eval set {eval_name}"):
+      evaluator = evaluators.Evaluator(dataset, config.eval, trainer.batch_sharding,
+                                       eval_set=_eval_set(config, dataset, eval_name))
+      if config.eval_every:
+        cheap = periodic.make(evaluators.Evaluator, dataset, config.eval,
+                              trainer.batch_sharding, evaluator.eval_set)
+  writer = writers.create(workdir, config, primary=jax.process_index() == 0)
   writer.write_hparams(_flat_hparams(config))
-  hooks = [periodic_actions.ReportProgress(num_train_steps=config.total_steps, writer=writer,
-                                           every_steps=config.log_every)]
+  for note in progress.loss_notes(config.objectives):
+    logging.info(note)
+  report = progress.Progress(start, config.total_steps, config.batch_size, config.log_every)
+  hooks = []
   if config.profile_steps and jax.process_index() == 0:
     hooks.append(periodic_actions.Profile(logdir=workdir, num_profile_steps=config.profile_steps,
                                           first_profile=start + 10))
 
-  def evaluate(step):
+  def evaluate(step, final=True):
+    if evaluator is None:
+      return {}
     t0 = time.time()
-    metrics = evaluator(*trainer.bind_embedders(state))
+    which = evaluator if final or cheap is None else cheap
+    size = len(which.eval_set.test.images)
+    with progress.phase(f"Evaluating step {step} on {size} examples of {eval_name}",
+                        quiet_end=True):
+      metrics = which(*trainer.bind_embedders(state))
     writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
     if jax.process_index() == 0:
-      evaluators.write_json(workdir, step, metrics)
-    logging.info("Eval at step %d (%.1fs): %s", step, time.time() - t0, _fmt(metrics))
+      evaluators.write_json(workdir, step, metrics, examples=size)
+    logging.info("Eval at step %d (%.1f s, %d examples): %s (%%; all metrics in W/eval/)", step,
+                 time.time() - t0, size, progress.eval_summary(metrics))
     return metrics
 
   total = config.total_steps
-  guard = stopping.NonfiniteGuard(config.max_nonfinite_steps)
+  guard = stopping.NonfiniteGuard(config.max_nonfinite_steps, ckpt.nonfinite_streak,
+                                  ckpt.resume_hint)
   summed, count = None, 0
   # The newest step's `nonfinite` flag, still on the device. It is read one step late: by
   # then the next step is already queued behind it, so the read never leaves the device
@@ -87,7 +112,13 @@ def _run(config, workdir: str, stop: stopping.StopSignals) -> dict:
   try:
     with jax.set_mesh(mesh):
       for step in range(start + 1, total + 1):
-        state, metrics = trainer.train_step(state, next(stream))
+        if step == start + 1:
+          with progress.phase("Compiling the training step (and running step 1)"):
+            state, metrics = trainer.train_step(state, next(stream))
+            jax.block_until_ready(metrics)
+        else:
+          state, metrics = trainer.train_step(state, next(stream))
+        report(step, metrics)
         if pending is not None:
           guard.observe(*pending)
         pending = (step, metrics["nonfinite"])
@@ -106,26 +137,30 @@ def _run(config, workdir: str, stop: stopping.StopSignals) -> dict:
           skipped = {f"data/skipped/{k}": v
                      for k, v in stream_lib.skipped_totals(stream).items()}
           writer.write_scalars(step, {**{f"train/{k}": v for k, v in means.items()}, **skipped})
+          report.interval(step, means, {k.rpartition("/")[2]: v for k, v in skipped.items()})
           means.update(skipped)
           if jax.process_index() == 0:
             storage.append_text(storage.join(workdir, TRAIN_METRICS),
                                 json.dumps({"step": step, **means}, sort_keys=True) + "\n")
           summed, count = None, 0
         if step < total:
-          ckpt.maybe_save(step, state, lambda: stream_lib.gather_state(stream))
+          ckpt.maybe_save(step, state, lambda: stream_lib.gather_state(stream),
+                          nonfinite_streak=guard.consecutive)
         if eval_now:
-          evaluate(step)
+          evaluate(step, final=False)
         if stop.agreed():
           if pending is not None:
             guard.observe(*pending)
-          ckpt.maybe_save(step, state, lambda: stream_lib.gather_state(stream), force=True)
+          ckpt.maybe_save(step, state, lambda: stream_lib.gather_state(stream), force=True,
+                          nonfinite_streak=guard.consecutive)
           ckpt.wait()
           ckpt.close()
           writer.flush()
           logging.info("Preempted at step %d: checkpoint saved in %s.", step, ckpt.directory)
           return {}
       eval_metrics = evaluate(total)
-      ckpt.maybe_save(total, state, lambda: stream_lib.gather_state(stream), force=True)
+      ckpt.maybe_save(total, state, lambda: stream_lib.gather_state(stream), force=True,
+                      nonfinite_streak=guard.consecutive)
   except TrainingError:
     # Earlier (good) checkpoints finish writing; the bad state is not saved.
     ckpt.wait(quiet=True)
@@ -135,9 +170,12 @@ def _run(config, workdir: str, stop: stopping.StopSignals) -> dict:
   ckpt.wait()
   ckpt.close()
   if jax.process_index() == 0:
-    saved_config.save(workdir, config)
-    if config.eval.pictures:
-      pictures.write_run(workdir, total, evaluator, writer, read_train_metrics(workdir))
+    saved_config.save(workdir, saved_config.resolved(
+        config, data_dir=pipeline.data_dir(config.data), eval_dataset=eval_name or "none"))
+    if config.eval.pictures and evaluator is not None:
+      with progress.phase("Drawing the pictures") as note:
+        paths = pictures.write_run(workdir, total, evaluator, writer, read_train_metrics(workdir))
+        note["note"] = f" ({storage.join(workdir, 'pictures')}: {len(paths)} PNGs)"
   writer.flush()
   return eval_metrics
 
@@ -154,13 +192,13 @@ def _interval_means(summed: dict, count: int) -> dict:
   return means
 
 
-def _eval_set(config, dataset):
-  """config.eval.dataset's eval set."""
+def _eval_set(config, dataset, name):
+  """The eval set `name` (config.eval.dataset, resolved by `choice`)."""
   context = eval_sets.LoadContext(
       dataset, config.eval, int(config.model.image_size),
       probes=bool(config.eval.linear_probe or config.eval.knn))
   try:
-    return eval_sets.open_eval_set(config.eval.dataset, context)
+    return eval_sets.open_eval_set(name, context)
   except ValueError as e:
     raise ConfigError(str(e)) from None
 
@@ -176,10 +214,6 @@ def read_train_metrics(workdir: str) -> list[dict]:
         record = json.loads(line)
         by_step[record["step"]] = record
   return [by_step[k] for k in sorted(by_step)]
-
-
-def _fmt(metrics: dict) -> str:
-  return ", ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items()))
 
 
 def _flat_hparams(config) -> dict:

@@ -19,13 +19,14 @@ COMPILE_CACHE_ENV = {
 atexit.register(shutil.rmtree, COMPILE_CACHE_ENV["JAX_COMPILATION_CACHE_DIR"], True)
 
 
-def train_command(workdir, data_dir, *extra, steps=60, config="clip"):
-  """main.py on the tiny embedded data with small settings, plus `extra` flags."""
+def train_command(workdir, data_dir, *extra, steps=60, config="clip", log_every=10):
+  """main.py on the tiny embedded data with small settings, plus `extra` flags (main.py
+  refuses a flag given twice, so `log_every` is set here)."""
   return [sys.executable, os.path.join(ROOT, "main.py"),
           f"--config={os.path.join(ROOT, 'configs', config + '.py')}:steps={steps},batch=64",
           f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
-          "--config.data.variant=tiny", "--config.log_every=10", "--config.eval.batch_size=240",
-          *extra]
+          "--config.data.variant=tiny", f"--config.log_every={log_every}",
+          "--config.eval.batch_size=240", *extra]
 
 
 def env(devices=1):

@@ -61,3 +61,17 @@ def test_rankclip_forms_benchmark_reports_the_gap_between_the_two_list_mle_forms
   initial, large = report["max_by_scale"]["14.29"], report["max_by_scale"]["54"]
   assert 0 < initial["loss"] < 1e-2 < large["loss"]  # the eps matters at 54, hardly at 14.3
   assert all(0 <= row["tails"] <= 1 for row in report["rows"])
+
+
+@pytest.mark.slow
+def test_checkpoint_save_benchmark_reports_each_variant():
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "benchmarks", "checkpoint_save.py"), "--rounds=1",
+       "--steps=1", "--json"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout)
+  assert report["arrays"] > 100 and report["state_mib"] > 1
+  assert set(report["saves"]) == {"before", "no_sums", "checksums"}
+  for figures in report["saves"].values():
+    assert 0 < figures["blocking_s"] <= figures["total_s"]
+  assert report["checksum_pass_s"] > 0 and report["train_step_s"] > 0

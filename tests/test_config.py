@@ -29,6 +29,9 @@ def test_valid_default_config_passes(tmp_path):
 
 @pytest.mark.parametrize("edit, devices, message", [
     (lambda c: setattr(c, "batch_size", 100), 8, "not divisible by the 8 data-parallel"),
+    (lambda c: setattr(c, "batch_size", -8), 1,
+     "^config.batch_size must be a positive number of pairs, got -8; pass batch=N"),
+    (lambda c: setattr(c, "batch_size", 0), 8, "must be a positive number .* got 0;"),
     (lambda c: c.mesh.update(data=3, fsdp=1), 8, "uses 3 devices but 8 are present"),
     (lambda c: c.mesh.update(data=-1, fsdp=-1), 8, "more than one axis"),
     (lambda c: c.mesh.update(data=-1, fsdp=3), 8, "not divisible by 3"),

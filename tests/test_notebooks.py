@@ -64,6 +64,9 @@ def test_quickstart_trains_and_shows_zero_shot_predictions(quickstart):
   assert len([o for o in outputs(notebook, "display_data") if "image/png" in o["data"]]) == 4
   printed = "".join(o["text"] for o in outputs(notebook, "stream") if o["name"] == "stdout")
   assert printed.count(" -> ") == 8  # one line per image with the custom class names
+  # The training cell shows its phases and progress.
+  logged = "".join(o["text"] for o in outputs(notebook, "stream") if o["name"] == "stderr")
+  assert "Compiling the training step" in logged and "step 20/20 (100%) | loss " in logged
 
 
 def test_compare_objectives_shows_runs_side_by_side(quickstart, trained_run, notebook_env,

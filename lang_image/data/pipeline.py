@@ -27,6 +27,7 @@ from lang_image.data import ops, shapes, sources as sources_lib
 from lang_image.data import preprocess as preprocess_lib
 from lang_image.data import tokenizer as tokenizer_lib
 from lang_image.data.sources import shapes_source
+from lang_image import progress
 from lang_image.errors import ConfigError
 from lang_image.data.stream import TrainStream, to_global  # noqa: F401  (the public names)
 
@@ -133,8 +134,10 @@ def open_tokenizer(data_cfg, train_sources) -> object:
   key = hashlib.sha1(repr([s.name for s in train_sources]).encode()).hexdigest()[:12]
   path = storage.join(data_dir(data_cfg), "tokenizers", f"{key}_{data_cfg.vocab_size}.model")
   if not storage.exists(path):
-    tokenizer_lib.train_on_sources(train_sources, path, data_cfg.vocab_size,
-                                   data_cfg.tokenizer_samples)
+    with progress.phase(f"Training a tokenizer (vocabulary {data_cfg.vocab_size}) on up to "
+                        f"{data_cfg.tokenizer_samples} captions (one-off, kept in {path})"):
+      tokenizer_lib.train_on_sources(train_sources, path, data_cfg.vocab_size,
+                                     data_cfg.tokenizer_samples)
   return tokenizer_lib.load(path)
 
 

@@ -9,14 +9,13 @@ processes where there are several cores (shapes_tfds.worker_pool).
 from __future__ import annotations
 
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import logging  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
+from lang_image import progress  # noqa: E402
 from lang_image.data import scenes, shapes_tfds  # noqa: E402
 
 NAME = "lang_image_scenes"
@@ -59,11 +58,14 @@ class LangImageScenes(tfds.core.GeneratorBasedBuilder):
     n = scenes.SPLIT_SIZES[self.builder_config.name][split]
     chunks = [(split, start, min(start + _CHUNK, n)) for start in range(0, n, _CHUNK)]
     index = 0
+    counter = getattr(self, "_counter", None)
     for examples in shapes_tfds.render_chunks(self._render_pool, scenes.encoded_examples,
                                               chunks):
       for example in examples:
         yield index, example
         index += 1
+      if counter is not None:
+        counter.add(len(examples))
 
 
 def versioned_dir(data_dir: str) -> str:
@@ -86,12 +88,12 @@ def prepare(data_dir: str, config: str = "default") -> tfds.core.DatasetBuilder:
     builder = _builder(data_dir, config)
     if builder.is_prepared():
       return builder
-  logging.info("Generating %s/%s in %s (one-off).", NAME, config, versioned_dir(data_dir))
-  start = time.perf_counter()
   download_config = tfds.download.DownloadConfig(
       try_download_gcs=False, compute_stats=tfds.download.ComputeStatsMode.SKIP)
-  with shapes_tfds.quiet(), shapes_tfds.worker_pool() as pool:
+  counter = progress.Counter(sum(scenes.SPLIT_SIZES[config].values()), "scenes rendered")
+  with progress.phase(f"Generating {NAME}/{config} in {versioned_dir(data_dir)} (one-off)",
+                      counter), shapes_tfds.quiet(), shapes_tfds.worker_pool() as pool:
     builder._render_pool = pool  # pylint: disable=protected-access
+    builder._counter = counter  # pylint: disable=protected-access
     builder.download_and_prepare(download_config=download_config, file_format="array_record")
-  logging.info("Generated %s/%s in %.0f s.", NAME, config, time.perf_counter() - start)
   return _builder(data_dir, config)

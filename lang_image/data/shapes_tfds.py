@@ -13,7 +13,6 @@ import contextlib
 import io
 import multiprocessing
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -21,6 +20,7 @@ from absl import logging  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
+from lang_image import progress  # noqa: E402
 from lang_image.data import shapes  # noqa: E402
 
 NAME = "lang_image_shapes"
@@ -67,10 +67,13 @@ class LangImageShapes(tfds.core.GeneratorBasedBuilder):
     chunks = [(split, start, min(start + _CHUNK, n), shapes.DEFAULT_SEED)
               for start in range(0, n, _CHUNK)]
     index = 0
+    counter = getattr(self, "_counter", None)
     for examples in render_chunks(self._render_pool, shapes.encoded_examples, chunks):
       for example in examples:
         yield index, example
         index += 1
+      if counter is not None:
+        counter.add(len(examples))
 
 
 _CHUNK = 500
@@ -150,14 +153,14 @@ def prepare(data_dir: str, config: str = "default") -> tfds.core.DatasetBuilder:
     builder = _builder(data_dir, config)
     if builder.is_prepared():
       return builder
-  logging.info("Generating %s/%s in %s (one-off).", NAME, config, data_dir)
-  start = time.perf_counter()
   download_config = tfds.download.DownloadConfig(
       try_download_gcs=False, compute_stats=tfds.download.ComputeStatsMode.SKIP)
-  with quiet(), worker_pool() as pool:
+  counter = progress.Counter(sum(shapes.SPLIT_SIZES[config].values()), "scenes rendered")
+  with progress.phase(f"Generating {NAME}/{config} in {data_dir} (one-off)", counter), \
+      quiet(), worker_pool() as pool:
     builder._render_pool = pool  # pylint: disable=protected-access
+    builder._counter = counter  # pylint: disable=protected-access
     builder.download_and_prepare(download_config=download_config,
                                  file_format="array_record")
-  logging.info("Generated %s/%s in %.0f s.", NAME, config, time.perf_counter() - start)
   # A fresh builder reads back the finished metadata (split sizes, shards).
   return _builder(data_dir, config)

@@ -46,7 +46,9 @@ class _Guarded:
     try:
       record = self._source[i]
     except BadSample as e:
-      return {"skipped": e.reason, "key": f"{self._source.name} #{i}", "detail": e.detail}
+      name = getattr(self._source, "sample_name", None)  # Source.sample_name names the file.
+      key = name(i) if name else f"{self._source.name} #{i}"
+      return {"skipped": e.reason, "key": key, "detail": e.detail}
     return dict(record, source=self._index)
 
 

@@ -28,7 +28,9 @@ from jax.experimental import multihost_utils
 from lang_image import storage
 from lang_image.evaluators import eval_sets, knn, linear_probe, retrieval, zero_shot
 # Importing a loader's module registers its eval sets.
-from lang_image.evaluators import scenes_sets, shapes_sets, source_sets, tfds_sets  # noqa: F401
+# Importing a loader's module registers its eval sets.
+from lang_image.evaluators import (benchmark_sets, scenes_sets, shapes_sets,  # noqa: F401
+                                   source_sets, tfds_sets)
 
 TASKS = ("zero_shot", "retrieval", "linear_probe", "knn")
 
@@ -174,10 +176,13 @@ def _prefix(name: str) -> str:
   return f"{name}/" if name else ""
 
 
-def write_json(workdir: str, step: int, metrics: dict) -> str:
+def write_json(workdir: str, step: int, metrics: dict, examples: int | None = None) -> str:
+  """W/eval/step_N.json: the metrics and, when given, on how many test examples."""
   path = storage.join(workdir, "eval", f"step_{step:08d}.json")
-  storage.write_text(path, json.dumps({"step": step, "metrics": metrics}, indent=2,
-                                      sort_keys=True))
+  record = {"step": step, "metrics": metrics}
+  if examples is not None:
+    record["examples"] = int(examples)
+  storage.write_text(path, json.dumps(record, indent=2, sort_keys=True))
   return path
 
 

@@ -10,6 +10,8 @@ training and a validation split for the linear probe and k-NN. Loaders build one
                     zero-shot and the probes, retrieval on its captions (`scenes_sets`)
     cifar10, cifar100, imagenet2012, coco_captions
                     tfds datasets prepared on disk (`tfds_sets`)
+    /data/mnist, wds:..., csv:..., jsonl:... with class names
+                    zero-shot and retrieval on labelled sets (`benchmark_sets`)
     wds:..., csv:..., jsonl:..., tfds:...
                     retrieval on the first samples of any data source (`source_sets`)
 
@@ -126,8 +128,10 @@ def register(name: str, loader: Loader) -> None:
   LOADERS[name] = loader
 
 
-def register_family(matches: Callable[[str], bool], loader: Loader, description: str) -> None:
-  FAMILIES.append((matches, loader, description))
+def register_family(matches: Callable[[str], bool], loader: Loader, description: str,
+                    first: bool = False) -> None:
+  """Adds a family, tried after those registered before it, or before all of them (`first`)."""
+  FAMILIES.insert(0 if first else len(FAMILIES), (matches, loader, description))
 
 
 def open_eval_set(name: str, context: LoadContext) -> EvalSet:

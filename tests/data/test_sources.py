@@ -124,6 +124,18 @@ def test_wds_records(wds, tmp_path):
   assert source[13]["key"] == "00001.tar/000010001"
 
 
+def test_a_bad_sample_of_a_brace_pattern_is_named_by_its_shard(wds):
+  from lang_image.data import stream
+  source = sources.open_source(wds.spec)
+  assert "{" in wds.spec
+  bad = next(i for i in sorted(wds.reasons) if i >= 12 and wds.reasons[i] != "image_unreadable")
+  skipped = stream._Guarded(source, 0)[bad]  # What the stream logs and counts.
+  shard = os.path.join(os.path.dirname(wds.spec.partition(":")[2]), f"{bad // 12:05d}.tar")
+  assert skipped["skipped"] == wds.reasons[bad]
+  assert skipped["key"].startswith(f"{shard} #{bad % 12} (key "), skipped["key"]
+  assert "{" not in skipped["key"]
+
+
 def test_wds_keys(wds):
   # The sidecar field as caption: the sample without .txt is good then.
   source = sources.open_source(wds.spec, text_key="json:caption")

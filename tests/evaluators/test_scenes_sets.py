@@ -9,7 +9,7 @@ from ml_collections import ConfigDict
 from configs import clip as clip_config
 from lang_image.data import checks, pipeline, scenes
 from lang_image.errors import ConfigError
-from lang_image.evaluators import Evaluator, benchmark_json, eval_sets, scenes_sets
+from lang_image.evaluators import Evaluator, benchmark_json, choice, eval_sets, scenes_sets
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +21,10 @@ def scenes_dataset(tiny_scenes_dir):
 
 def test_scenes_config_trains_and_evaluates_on_scenes():
   config = clip_config.get_config("data=scenes")
-  assert config.data.name == "scenes" and config.eval.dataset == "scenes"
+  # eval.dataset=auto follows the training data to its own eval set.
+  assert config.data.name == "scenes" and choice.choose(config)[0] == "scenes"
   assert config.data.caption_noise == 0.0 and config.model.max_len == 48
-  assert clip_config.get_config().eval.dataset == "shapes"  # Not the default.
+  assert choice.choose(clip_config.get_config())[0] == "shapes"  # Not the default.
   config.data.caption_noise = 0.2
   checks.check_config(config.data)
   config.data.caption_noise = 1.5

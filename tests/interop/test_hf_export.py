@@ -9,7 +9,7 @@ from flax import nnx
 from transformers import CLIPModel, CLIPTokenizer
 
 from conftest import hf_embeddings, lang_image_embeddings, random_inputs
-from lang_image.interop import architecture, export, init
+from lang_image.interop import architecture, export, pretrained
 from lang_image.interop.tensors import CheckpointError
 from lang_image.models import build_two_tower
 
@@ -22,7 +22,7 @@ def load_hf(directory):
 
 def test_export_loads_in_transformers_with_the_same_embeddings(hf_dir, tmp_path):
   directory, original = hf_dir
-  towers, arch = init.load(f"hf:{directory}")
+  towers, arch = pretrained.load(f"hf:{directory}")
   out = str(tmp_path / "export")
   export.export_weights(f"hf:{directory}", out)
   model = load_hf(out)
@@ -39,11 +39,11 @@ def test_export_loads_in_transformers_with_the_same_embeddings(hf_dir, tmp_path)
 
 def test_import_export_import_is_the_identity(hf_dir, tmp_path):
   directory, _ = hf_dir
-  arch, first = init.read(f"hf:{directory}")
-  towers = init.towers_with(arch, first)
+  arch, first = pretrained.read(f"hf:{directory}")
+  towers = pretrained.towers_with(arch, first)
   out = str(tmp_path / "export")
   export.export_towers(towers, out, image_norm=arch.image_norm)
-  arch_again, second = init.read(f"hf:{out}")
+  arch_again, second = pretrained.read(f"hf:{out}")
   assert arch_again == arch
   assert set(first) == set(second)
   for path in first:

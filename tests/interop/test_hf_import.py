@@ -10,13 +10,13 @@ from safetensors.numpy import load_file, save_file
 
 from conftest import (clip_config, hf_embeddings, lang_image_embeddings, random_inputs,
                       random_model)
-from lang_image.interop import hf, init
+from lang_image.interop import hf, pretrained
 from lang_image.interop.tensors import CheckpointError
 
 
 def test_embeddings_and_logits_equal_transformers(hf_dir):
   directory, model = hf_dir
-  towers, arch = init.load(f"hf:{directory}")
+  towers, arch = pretrained.load(f"hf:{directory}")
   assert (arch.image.width, arch.text.width, arch.embed_dim, arch.image.patch) == (48, 40, 24, 8)
   assert (arch.act, arch.text_pool, arch.image_norm) == ("quick_gelu", "eos", "clip")
   images, tokens = random_inputs()
@@ -31,7 +31,7 @@ def test_gelu_other_epsilon_and_legacy_end_token(tmp_path):
   fixed that id pool at the largest token id."""
   model = random_model(clip_config(hidden_act="gelu", layer_norm_eps=1e-6, eos_token_id=2), 1)
   model.save_pretrained(str(tmp_path))
-  towers, arch = init.load(f"hf:{tmp_path}")
+  towers, arch = pretrained.load(f"hf:{tmp_path}")
   assert (arch.act, arch.ln_eps, arch.text_pool) == ("gelu", 1e-6, "argmax")
   images, tokens = random_inputs(seed=1)
   for e, g in zip(hf_embeddings(model, images, tokens),
@@ -41,7 +41,7 @@ def test_gelu_other_epsilon_and_legacy_end_token(tmp_path):
 
 def test_model_config_fields_build_the_same_towers(hf_dir):
   directory, _ = hf_dir
-  fields = init.read_architecture(f"hf:{directory}").model_fields()
+  fields = pretrained.read_architecture(f"hf:{directory}").model_fields()
   assert fields["image"] == "w48-d2-h4-mlp96/8" and fields["text"] == "w40-d2-h4-mlp80"
   assert (fields["image_size"], fields["max_len"], fields["embed_dim"]) == (64, 32, 24)
   assert fields["image_pre_norm"] and fields["image_pool"] == "cls"
@@ -56,20 +56,20 @@ def copy_of(directory, tmp_path):
 def test_unsupported_checkpoints_name_what_is_missing(hf_dir, tmp_path):
   directory, _ = hf_dir
   with pytest.raises(CheckpointError, match="names no weights"):
-    init.read("clip:/somewhere")
+    pretrained.read("clip:/somewhere")
   with pytest.raises(CheckpointError, match="is not a folder"):
-    init.read(f"hf:{tmp_path / 'nothing'}")
+    pretrained.read(f"hf:{tmp_path / 'nothing'}")
 
   other = copy_of(directory, tmp_path)
   config_path = os.path.join(other, "config.json")
   config = json.load(open(config_path))
   json.dump(dict(config, model_type="siglip"), open(config_path, "w"))
   with pytest.raises(CheckpointError, match="holds a 'siglip' model; only .*CLIPModel"):
-    init.read(f"hf:{other}")
+    pretrained.read(f"hf:{other}")
   config["text_config"]["hidden_act"] = "relu"
   json.dump(config, open(config_path, "w"))
   with pytest.raises(CheckpointError, match="activations .*'relu'.* not supported"):
-    init.read(f"hf:{other}")
+    pretrained.read(f"hf:{other}")
   config["text_config"]["hidden_act"] = "quick_gelu"
   json.dump(config, open(config_path, "w"))
 
@@ -78,15 +78,15 @@ def test_unsupported_checkpoints_name_what_is_missing(hf_dir, tmp_path):
   save_file({**tensors, "logit_bias": np.zeros((1,), np.float32)}, weights,
             metadata={"format": "pt"})
   with pytest.raises(CheckpointError, match="do not model, e.g. \\['logit_bias'\\]"):
-    init.read(f"hf:{other}")
+    pretrained.read(f"hf:{other}")
   del tensors["text_model.final_layer_norm.weight"]
   save_file(tensors, weights, metadata={"format": "pt"})
   with pytest.raises(CheckpointError,
                      match="lacks the tensor 'text_model.final_layer_norm.weight'"):
-    init.read(f"hf:{other}")
+    pretrained.read(f"hf:{other}")
   os.remove(weights)
   with pytest.raises(CheckpointError, match="holds no weights"):
-    init.read(f"hf:{other}")
+    pretrained.read(f"hf:{other}")
 
 
 def test_config_that_disagrees_with_the_weights(hf_dir, tmp_path):
@@ -98,7 +98,7 @@ def test_config_that_disagrees_with_the_weights(hf_dir, tmp_path):
   json.dump(config, open(config_path, "w"))
   with pytest.raises(CheckpointError,
                      match="fc1.bias the shape \\(96,\\), but the model has \\(64,\\)"):
-    init.read(f"hf:{other}")
+    pretrained.read(f"hf:{other}")
 
 
 def test_pixel_statistics_come_from_the_preprocessor_config(hf_dir, tmp_path):

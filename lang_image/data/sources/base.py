@@ -64,6 +64,11 @@ class Source(abc.ABC):
   def __getitem__(self, index: int) -> dict:
     ...
 
+  def sample_name(self, index: int) -> str:
+    """Where sample `index` lies, for a log line about it (a source spread over several files
+    names the file)."""
+    return f"{self.name} #{index}"
+
   def __repr__(self) -> str:
     return f"{type(self).__name__}({self.name!r}, {len(self)} samples)"
 

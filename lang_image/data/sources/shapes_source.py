@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 import os
 
-from lang_image import storage
+from lang_image import progress, storage
 from lang_image.data import tokenizer as tokenizer_lib
 from lang_image.data.sources.registry import SourceKind, SourceOptions, register
 
@@ -49,7 +49,9 @@ def shapes_tokenizer(data_dir: str, variant: str = "default", vocab_size: int = 
   builder = prepared_builder(SourceOptions(data_dir=data_dir, variant=variant))
   path = storage.join(os.fspath(builder.data_dir), f"tokenizer_{vocab_size}.model")
   if not storage.exists(path):
-    tokenizer_lib.train_sentencepiece(train_captions(variant), path, vocab_size)
+    with progress.phase(f"Training the tokenizer (vocabulary {vocab_size}) on the train "
+                        "captions (one-off)"):
+      tokenizer_lib.train_sentencepiece(train_captions(variant), path, vocab_size)
   return path
 
 

@@ -212,11 +212,17 @@ class WebDatasetSource(Source):
     """The paths of the shards read, in sample order."""
     return [s.path for s in self._shards]
 
-  def __getitem__(self, index) -> dict:
+  def _locate(self, index) -> tuple[_Shard, int]:
     i = check_index(index, len(self))
     s = int(np.searchsorted(self._ends, i, side="right"))
-    shard = self._shards[s]
-    row = i - (int(self._ends[s - 1]) if s else 0)
+    return self._shards[s], i - (int(self._ends[s - 1]) if s else 0)
+
+  def sample_name(self, index: int) -> str:
+    shard, row = self._locate(index)
+    return f"{shard.path} #{row} (key {shard.keys[row].decode('utf-8', 'replace')})"
+
+  def __getitem__(self, index) -> dict:
+    shard, row = self._locate(index)
     key = f"{shard.base}/{shard.keys[row].decode('utf-8', 'replace')}"
     offsets, sizes = shard.offsets[row], shard.sizes[row]
     image_col = next((c for c in shard.image_cols if offsets[c] >= 0), -1)
