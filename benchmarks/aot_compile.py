@@ -162,10 +162,10 @@ def _cost(compiled) -> dict:
 def compile_case(spec: str, overrides, topology: str, layout: str, remat: str | None) -> dict:
   """Compiles one case's training step -> its figures, per chip.
 
-  libtpu 0.0.42.1's cost model can give a step a negative `optimal_seconds` (measured: a small
-  CLIP on v5e:2x2 is positive with a 1000-row text vocabulary and negative with 32000 rows,
-  whatever the embedding's gather mode; ViT-B/16 steps are negative even with 1024 rows). A
-  negative time is reported as it is, and implies no MFU."""
+  libtpu 0.0.42.1's cost model can give a step a negative `optimal_seconds` on v5e (measured:
+  a small CLIP on v5e:2x2 is positive with a 1000-row text vocabulary and negative with 32000
+  rows, whatever the embedding's gather mode; ViT-B/16 steps on v5e are negative even with
+  1024 rows, and positive on v5p). A negative time is reported as it is, and implies no MFU."""
   devices = topology_devices(topology)
   kind = devices[0].device_kind
   chip = CHIPS.get(kind)
