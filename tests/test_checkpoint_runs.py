@@ -19,7 +19,7 @@ import damage
 import read_only_folders
 from cli_runs import env, saved_state, train_command
 from configs import clip as clip_config
-from lang_image import checkpoint, checkpoint_integrity as integrity, parallel
+from lang_image import checkpoint, checkpoint_integrity as integrity, parallel, saved_config
 from lang_image.data import pipeline
 from lang_image.trainer import Trainer
 
@@ -78,8 +78,16 @@ def workdir(base_run, tmp_path):
   return path
 
 
+def unfinished(workdir):
+  """As if the run was killed after its last checkpoint, before it wrote W/config.json: the
+  same command then resumes (instead of reporting a finished run) and, training the same
+  steps again, saves the same checkpoints."""
+  os.remove(os.path.join(workdir, saved_config.FILE))
+
+
 def test_4_kib_overwritten_in_the_newest_checkpoint(base_run, workdir, tiny_data_dir):
   changed = damage.overwrite_4_kib_silently(workdir, 4)
+  unfinished(workdir)
   done, _ = run(command(workdir, tiny_data_dir, 4))  # The same command again.
   assert done.returncode == 0, done.stderr[-3000:]
   newest = os.path.join(workdir, "checkpoints", "4")
@@ -116,6 +124,7 @@ def test_a_restored_state_holding_nan(base_run, workdir, tiny_data_dir):
       integrity=ocp.args.JsonSave(integrity.record(checksums, data, 0))))
   manager.wait_until_finished()
   manager.close()
+  unfinished(workdir)
 
   done, _ = run(command(workdir, tiny_data_dir, 4))  # The same command again.
   assert done.returncode == 0, done.stderr[-3000:]

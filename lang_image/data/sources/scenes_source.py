@@ -14,28 +14,23 @@ import os
 from lang_image.data import scenes
 from lang_image.data import tokenizer as tokenizer_lib
 from lang_image.data.sources.registry import SourceKind, SourceOptions, register
+from lang_image.data.sources.shapes_source import ShapesSource
 
 NAME = "scenes"
 
 
-class ScenesSource:
-  """A split of the scenes dataset as a source of {"image", "caption", "key"}."""
+class ScenesSource(ShapesSource):
+  """A split of the scenes dataset as a source of {"image", "caption", "key"}, its train
+  captions made noisy at read time (`caption_noise`)."""
 
   def __init__(self, split, caption_noise: float = 0.0, name: str = NAME):
-    self.name = name
-    self._split = split
+    super().__init__(split, name)
     self._noise = float(caption_noise)
-    self.skipped_shards = []
-
-  def __len__(self):
-    return len(self._split)
 
   def __getitem__(self, i):
-    example = self._split[i]
-    caption = example["caption"]
-    caption = caption.decode("utf-8") if isinstance(caption, bytes) else str(caption)
-    caption, _ = scenes.noisy_caption(int(i), caption, self._noise)
-    return {"image": example["image"], "key": f"{self.name} #{i}", "caption": caption}
+    record = super().__getitem__(i)
+    record["caption"], _ = scenes.noisy_caption(int(i), str(record["caption"]), self._noise)
+    return record
 
 
 def prepared_builder(options: SourceOptions):
