@@ -8,15 +8,20 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# One persistent XLA compilation cache for the processes a test session starts: a later
-# process (a resumed run, the standalone evaluator, a notebook) reuses what an earlier one
-# compiled for the same program and devices instead of compiling again.
+# One persistent XLA compilation cache for a test session: the test processes themselves
+# (tests/conftest.py), pytest-xdist's workers and every process a test starts (a resumed run,
+# the standalone evaluator, a notebook) reuse what another compiled for the same program and
+# devices instead of compiling again. The process that makes the folder removes it at exit;
+# xdist's workers inherit its path from the controlling process.
+_CACHE_VAR = "LANG_IMAGE_TEST_XLA_CACHE"
+if not os.environ.get(_CACHE_VAR):
+  os.environ[_CACHE_VAR] = tempfile.mkdtemp(prefix="lang_image_test_xla_cache_")
+  atexit.register(shutil.rmtree, os.environ[_CACHE_VAR], True)
 COMPILE_CACHE_ENV = {
-    "JAX_COMPILATION_CACHE_DIR": tempfile.mkdtemp(prefix="lang_image_test_xla_cache_"),
+    "JAX_COMPILATION_CACHE_DIR": os.environ[_CACHE_VAR],
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
 }
-atexit.register(shutil.rmtree, COMPILE_CACHE_ENV["JAX_COMPILATION_CACHE_DIR"], True)
 
 
 def train_command(workdir, data_dir, *extra, steps=60, config="clip", log_every=10):

@@ -1,4 +1,5 @@
-"""Eight simulated CPU devices for every test (set before jax is imported)."""
+"""Eight simulated CPU devices for every test and the session's persistent compilation cache
+(both set before jax is imported)."""
 
 import os
 
@@ -12,6 +13,9 @@ import types  # noqa: E402
 import pytest  # noqa: E402
 
 import cli_runs  # noqa: E402
+
+for _name, _value in cli_runs.COMPILE_CACHE_ENV.items():  # before jax is imported
+  os.environ.setdefault(_name, _value)
 
 
 @pytest.fixture(scope="session")
