@@ -40,8 +40,9 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     package_data={"lang_image.evaluators": ["prompts/*.txt"]},
     extras_require={
-        # nbclient, nbformat, ipykernel: the notebook tests; jsonschema: the results' schema.
-        "test": ["pytest==9.2.0", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0",
+        # nbclient, nbformat, ipykernel: the notebook tests; jsonschema: the results' schema;
+        # pytest-xdist: README's test command runs two workers.
+        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0",
                  "jsonschema==4.26.0", "wandb==0.31.0"],
         # Weights & Biases beside TensorBoard (config.wandb.enabled=True).
         "wandb": ["wandb==0.31.0"],

@@ -1,11 +1,10 @@
-"""The command line, end to end: train, evaluate, checkpoint, resume; bad input."""
+"""The command line, end to end: train, evaluate, checkpoint; bad input (killed runs resume:
+tests/test_reliability.py)."""
 
 import glob
 import json
 import os
-import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -45,30 +44,6 @@ def test_training_run_learns_evaluates_and_checkpoints(trained_run):
   # The end of the run: its config for later evaluation, and its pictures.
   assert os.path.isfile(os.path.join(workdir, "config.json"))
   assert os.path.getsize(os.path.join(workdir, "pictures", "training_curves.png")) > 5_000
-
-
-@pytest.mark.slow  # The chaos test in test_reliability.py kills and resumes too.
-def test_killed_run_resumes_from_last_checkpoint(tmp_path, tiny_data_dir):
-  workdir = str(tmp_path / "run")
-  cmd = command(workdir, tiny_data_dir, "--config.checkpoint_every=10",
-                "--config.eval.retrieval=False", steps=40)
-  proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          start_new_session=True)
-  ckpts = os.path.join(workdir, "checkpoints")
-  deadline = time.time() + 300
-  while time.time() < deadline and not os.path.isdir(os.path.join(ckpts, "20")):
-    assert proc.poll() is None, "run ended before it could be killed"
-    time.sleep(0.2)
-  os.killpg(proc.pid, signal.SIGKILL)
-  proc.wait()
-  resumed = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  steps = [int(s) for s in os.listdir(ckpts) if s.isdigit()]
-  line = next(l for l in resumed.stderr.splitlines() if "Resumed from checkpoint step" in l)
-  restored_step = int(line.split("Resumed from checkpoint step ")[1].split()[0])
-  assert restored_step >= 20
-  assert max(steps) == 40
-  assert os.path.exists(os.path.join(workdir, "eval", "step_00000040.json"))
 
 
 @pytest.mark.parametrize("data_dir, extra, devices, message", [
