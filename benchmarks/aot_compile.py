@@ -38,18 +38,19 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")  # libtpu must not look for a real
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-# Peak dense bf16 FLOP/s and HBM bytes per chip, by jax's device_kind, from Google Cloud's
-# TPU system architecture pages.
+# Peak dense bf16 FLOP/s, HBM bytes and HBM bandwidth (bytes/s) per chip, by jax's
+# device_kind, from Google Cloud's TPU system architecture pages.
 CHIPS = {
-    "TPU v4": dict(name="v4", peak_bf16=275e12, hbm=32 * 2**30,
+    "TPU v4": dict(name="v4", peak_bf16=275e12, hbm=32 * 2**30, hbm_bw=1200e9,
                    source="https://cloud.google.com/tpu/docs/v4"),
-    "TPU v5 lite": dict(name="v5e", peak_bf16=197e12, hbm=16e9,
+    "TPU v5 lite": dict(name="v5e", peak_bf16=197e12, hbm=16e9, hbm_bw=819e9,
                         source="https://cloud.google.com/tpu/docs/v5e"),
-    "TPU v5": dict(name="v5p", peak_bf16=459e12, hbm=95e9,
+    "TPU v5": dict(name="v5p", peak_bf16=459e12, hbm=95e9, hbm_bw=2765e9,
                    source="https://cloud.google.com/tpu/docs/v5p"),
-    "TPU v6 lite": dict(name="v6e", peak_bf16=918e12, hbm=32e9,
+    "TPU v6 lite": dict(name="v6e", peak_bf16=918e12, hbm=32e9, hbm_bw=1640e9,
                         source="https://cloud.google.com/tpu/docs/v6e"),
 }
+HBM_BW = {c["name"]: c["hbm_bw"] for c in CHIPS.values()}
 LAYOUTS = {"data": dict(data=-1, fsdp=1), "fsdp": dict(data=1, fsdp=-1), "config": None}
 
 
@@ -59,9 +60,11 @@ class AotError(Exception):
 
 def parse_args(argv):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--topology", action="append", required=True,
+  p.add_argument("--from_json", default="", help="print the table of the cases saved in this "
+                 "--json file instead of compiling")
+  p.add_argument("--topology", action="append",
                  help="TPU topology, e.g. v5e:16x16, v5p:4x4x8 (repeat for several)")
-  p.add_argument("--config", action="append", required=True,
+  p.add_argument("--config", action="append",
                  help="config file with its arg string, e.g. configs/clip.py:model=B/16 "
                       "(repeat for several)")
   p.add_argument("--layout", default="config", help=f"comma-separated: {', '.join(LAYOUTS)}")
@@ -80,6 +83,8 @@ def parse_args(argv):
     if layout not in LAYOUTS:
       raise AotError(f"unknown --layout '{layout}'; use one of {list(LAYOUTS)}.")
   args.remats = [s for s in args.remat.split(",") if s] or [None]
+  if not args.from_json and not (args.topology and args.config):
+    raise AotError("give --topology and --config (or --from_json=FILE to print a saved table).")
   return args
 
 
@@ -208,7 +213,16 @@ def _mesh_sizes(config, device_count: int) -> tuple[int, int]:
 
 
 HEADER = ("| config | topology | mesh | remat | args GiB | out GiB | temp GiB | total / HBM GiB "
-          "| TFLOP | cost-model step (s) | MFU | pairs/s |\n" + "|---" * 12 + "|")
+          "| TFLOP | cost-model step (s) | MFU | pairs/s | roofline (s) |\n"
+          + "|---" * 13 + "|")
+
+
+def roofline_seconds(r: dict) -> float:
+  """The roofline model's step time: the longer of the FLOPs at the chip's peak and XLA's
+  bytes accessed (the compiled program's HBM traffic, counted at op and fusion boundaries)
+  at the chip's HBM bandwidth. It takes no cost model, so it exists where libtpu's is
+  negative; an op that neither saturates compute nor bandwidth makes the real step longer."""
+  return max(r["flops"] / r["peak_bf16"], r["bytes_accessed"] / HBM_BW[r["chip"]])
 
 
 def row(r: dict) -> str:
@@ -222,7 +236,8 @@ def row(r: dict) -> str:
   return (f"| {name} | {r['topology']} | {r['mesh']} | {r['remat']} | "
           f"{gib(r['argument_bytes'])} | {gib(r['output_bytes'])} | {gib(r['temp_bytes'])} | "
           f"{gib(r['total_bytes'])} / {gib(r['hbm_bytes'])}{'' if r['fits'] else ' (over)'} | "
-          f"{r['flops'] / 1e12:.2f} | {seconds} | {mfu} | {rate} |")
+          f"{r['flops'] / 1e12:.2f} | {seconds} | {mfu} | {rate} | "
+          f"{roofline_seconds(r):.3f} |")
 
 
 def main(argv=None) -> int:
@@ -231,11 +246,16 @@ def main(argv=None) -> int:
   except AotError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  if args.from_json:
+    with open(args.from_json) as f:
+      print(HEADER + "\n" + "\n".join(row(json.loads(line)) for line in f if line.strip()))
+    return 0
   import jax
   from lang_image.errors import ConfigError
   print(f"# jax {jax.__version__}; per chip. Step time: XLA's TPU cost model (optimal_seconds; "
         "see compile_case for negative ones); MFU = XLA FLOPs / that time / the chip's peak "
-        "bf16 rate; pairs/s of the whole slice at that time")
+        "bf16 rate; pairs/s of the whole slice at that time; roofline = max(FLOPs / peak, "
+        "XLA's bytes accessed / HBM bandwidth)")
   print("# " + " ".join(["python", "benchmarks/aot_compile.py", *(sys.argv[1:] if argv is None
                                                                    else argv)]))
   print(HEADER, flush=True)

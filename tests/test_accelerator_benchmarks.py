@@ -67,6 +67,14 @@ def test_aot_compile_reports_per_chip_figures_for_a_small_tpu_topology(tmp_path)
     assert r["chip"] == "v5e" and r["chips"] == 4 and r["fits"]
     assert 0 < r["optimal_seconds"] and 0 < r["mfu"] < 1
     assert r["mfu"] == pytest.approx(r["flops"] / r["optimal_seconds"] / 197e12)
+  # --from_json prints the same rows from the saved cases; the roofline time is at least the
+  # FLOPs at the chip's peak.
+  saved = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "benchmarks", "aot_compile.py"), f"--from_json={out}"],
+      capture_output=True, text=True, timeout=120, cwd=ROOT)
+  assert [l for l in saved.stdout.splitlines() if l.startswith("| clip ")] == table
+  for line, r in zip(table, (data, fsdp)):
+    assert float(line.split("|")[-2]) >= r["flops"] / 197e12 > 0
   # FSDP splits parameters and AdamW moments 4 ways: each chip holds less of them.
   assert fsdp["argument_bytes"] < 0.5 * data["argument_bytes"]
   # Per chip: a quarter of the FLOPs XLA counts for the whole step on one CPU device.
