@@ -126,17 +126,17 @@ class Summarizer:
       self._thread = None
     named = jax.tree_util.tree_leaves_with_path(state)
     # A result is replicated, so every process holds it. Within one process all programs are
-    # dispatched before any is read; across processes each is read before the next is
+    # dispatched before any is read; across processes each finishes before the next is
     # dispatched, since many programs in flight, each with a cross-process reduction, stalled
     # CPU (gloo) collectives.
+    one_at_a_time = jax.process_count() > 1
     results = []
     for _, x in named:
       x = jnp.asarray(x)
-      result = self._compiled.get(_signature(x), _leaf_summary)(x)
-      results.append(np.asarray(result.addressable_data(0)) if jax.process_count() > 1
-                     else result)
-    results = [np.asarray(r.addressable_data(0)) if isinstance(r, jax.Array) else r
-               for r in results]
+      results.append(self._compiled.get(_signature(x), _leaf_summary)(x))
+      if one_at_a_time:
+        results[-1].block_until_ready()
+    results = [np.asarray(r.addressable_data(0)) for r in results]
     names = [array_name(path) for path, _ in named]
     checksums = {n: f"{int(r[0]):08x}{int(r[1]):08x}" for n, r in zip(names, results)}
     return checksums, [n for n, r in zip(names, results) if not r[2]]

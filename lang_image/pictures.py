@@ -20,11 +20,12 @@ figures as PNG and TensorBoard images, and `write_run` does both for a run's wor
 
 from __future__ import annotations
 
+import io
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from lang_image import plots
+from lang_image import plots, storage
 from lang_image.evaluators import eval_sets
 from lang_image.plots import (EVAL_CURVES, draw_eval_curves, draw_loss_curves,  # noqa: F401
                               new_figure, training_curves)
@@ -249,8 +250,6 @@ def write(directory: str, step: int, figs: dict[str, Figure], writer=None,
   """Saves each figure as directory/<name>.png and, with a clu writer, as a TensorBoard
   image `<tag_prefix>/<name>` at `step`. Returns the PNG paths by name."""
   from PIL import Image  # noqa: PLC0415
-  import io  # noqa: PLC0415
-  from lang_image import storage  # noqa: PLC0415
   paths, images = {}, {}
   for name, fig in figs.items():
     rgb = to_rgb(fig)
@@ -278,7 +277,6 @@ def write_run(workdir: str, step: int, evaluator, writer=None, train_records=())
   W/pictures/training_curves.png, and the evaluator's pictures as W/pictures/<dataset>/*.png;
   the same images to TensorBoard with a clu writer. Returns the PNG paths by name."""
   from lang_image import evaluators  # noqa: PLC0415
-  from lang_image import storage  # noqa: PLC0415
   directory = storage.join(workdir, "pictures")
   eval_records = evaluators.read_json_history(workdir)
   paths = {}
