@@ -1,25 +1,33 @@
-"""Trains several objectives with the same budget and seeds, and tabulates what they learned.
+"""Trains every objective with one budget and paired seeds, and tests each paper's claim.
 
-    python -m lang_image.compare --out=/tmp/compare                # all six configs, 3 seeds
-    python -m lang_image.compare --out=/tmp/c --configs=clip,xclip --seeds=0 --steps=100
+    python -m lang_image.compare --out=/tmp/compare            # 6 configs + untrained, 3 seeds
+    python -m lang_image.compare --out=/tmp/cq --quick         # the same, small (tests use it)
+    python -m lang_image.compare --out=/tmp/c --configs=clip,xclip --seeds=0,1 --steps=100
 
-Each run is `python main.py --config=configs/NAME.py:steps=S,batch=B,seed=K` with its own
-workdir under OUT/runs/; a run whose final evaluation exists is not repeated, and an
-interrupted one resumes from its checkpoint, so the command can be re-run after a stop.
-Writes:
-  OUT/runs.csv          one row per run: every final eval metric, plus nCLIP's lowest logged
-                        entropy ratio H(mean p) / log K (collapse below 0.5) and its final
-                        mutual information H(mean p) - mean H(p) (0: every sample predicts
-                        the same distribution)
-  OUT/table.md, .csv    mean and standard deviation over seeds per config
-  OUT/comparison.png    the table's main metrics as bars with the seeds' spread
+Each run is `python main.py --config=configs/NAME.py:steps=S,batch=B,seed=K,data=D` with its
+own workdir under OUT/runs/; the untrained towers (`lang_image.untrained`: the clip config's
+model evaluated at initialisation, one per seed) are the row 'untrained'. A run whose final
+evaluation exists is not repeated and an interrupted one resumes from its checkpoint, so the
+command can be re-run after a stop. --parallel=N runs N at a time, each XLA single-threaded
+(the first run goes alone: it prepares the data). The runs share a compilation cache in
+OUT/xla_cache (unless JAX_COMPILATION_CACHE_DIR is set).
+
+Budgets (explicit flags win): the default, sized for at most 45 minutes on a 2-core CPU,
+and --quick, for at most 10 (the tiny variant of the data, no pictures, 2 runs at a time);
+`FULL` and `QUICK` below. Writes:
+  OUT/runs.csv          one row per run: every final eval metric, plus nCLIP's training-log
+                        monitors (lowest entropy ratio, last mutual information)
+  OUT/table.md, .csv    mean and standard deviation over seeds per config (compare_report)
+  OUT/comparison.png    the table's metrics as bars with the seeds' spread
+  OUT/claims.md, .csv   each claim: paired differences over seeds, mean, 95 % CI (Student's
+                        t) and verdict holds / refuted / inconclusive (compare_claims' rule)
+  OUT/claims.png        each claim's mean difference with its CI, coloured by verdict
 """
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import json
-import math
 import os
 import subprocess
 import sys
@@ -27,145 +35,208 @@ import time
 
 from absl import app, flags
 
-CONFIGS = ("clip", "siglip", "nclip", "xclip", "rankclip", "cliplite")
-# (metric key, column title) of the table, in order.
-COLUMNS = (
-    ("zero_shot/top1", "zero-shot top-1"),
-    ("zero_shot/top1_unseen", "top-1, held-out pairs"),
-    ("retrieval/i2t_r1", "R@1 image->text"),
-    ("retrieval/t2i_r1", "R@1 text->image"),
-    ("linear_probe/top1", "linear probe top-1"),
-)
-COLLAPSE = "nclip_min_entropy_ratio"
-MUTUAL_INFORMATION = "nclip_final_mutual_information"
+from lang_image import compare_claims as claims_lib, compare_report as report
 
-_OUT = flags.DEFINE_string("out", None, "Directory for the runs, tables and plot.")
+CONFIGS = ("clip", "siglip", "nclip", "xclip", "rankclip", "cliplite")
+UNTRAINED_CONFIG = "clip"  # The model the untrained row evaluates at initialisation.
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  steps: int
+  batch: int
+  seeds: tuple[int, ...]
+  variant: str
+  parallel: int
+  overrides: tuple[str, ...] = ()
+
+
+FULL = Budget(steps=100, batch=128, seeds=(0, 1, 2), variant="default", parallel=1)
+QUICK = Budget(steps=20, batch=64, seeds=(0, 1, 2), variant="tiny", parallel=2,
+               overrides=("eval.pictures=False",))
+# XLA:CPU single-threaded, for runs that share the cores with each other.
+SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+_OUT = flags.DEFINE_string("out", None, "Directory for the runs, tables and pictures.")
 _CONFIGS = flags.DEFINE_list("configs", list(CONFIGS), "Config names under configs/.")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; one run per config and seed.")
-_STEPS = flags.DEFINE_integer("steps", 200, "Training steps of every run (the shared budget).")
-_BATCH = flags.DEFINE_integer("batch", 128, "Global batch of every run.")
+_SEEDS = flags.DEFINE_list("seeds", None, "Seeds, one run per config and seed (default: "
+                           f"{FULL.seeds}; --quick {QUICK.seeds}).")
+_STEPS = flags.DEFINE_integer("steps", None, f"Training steps of every run (default: "
+                              f"{FULL.steps}; --quick {QUICK.steps}).")
+_BATCH = flags.DEFINE_integer("batch", None, f"Global batch of every run (default: "
+                              f"{FULL.batch}; --quick {QUICK.batch}).")
+_DATA = flags.DEFINE_string("data", "scenes", "Training data of every run (the configs' "
+                            "`data` argument: scenes, shapes, or a source without commas).")
+_VARIANT = flags.DEFINE_string("variant", None, "config.data.variant of the generated data "
+                               f"(default: {FULL.variant}; --quick {QUICK.variant}).")
+_QUICK = flags.DEFINE_bool("quick", False, "The small budget (QUICK): at most 10 minutes.")
+_PARALLEL = flags.DEFINE_integer("parallel", None, "Runs at a time (default: "
+                                 f"{FULL.parallel}; --quick {QUICK.parallel}).")
+_UNTRAINED = flags.DEFINE_bool("untrained", True, "Also evaluate the untrained towers.")
 _EXTRA = flags.DEFINE_list("override", [], "Extra --config.x=y overrides for every run.")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_one(name: str, seed: int, steps: int, batch: int, workdir: str, extra=()) -> dict:
-  """Trains (or resumes) one run; returns its final eval metrics and collapse monitor."""
-  final = os.path.join(workdir, "eval", f"step_{steps:08d}.json")
-  if not os.path.exists(final):
-    command = [sys.executable, os.path.join(ROOT, "main.py"),
-               f"--config={os.path.join(ROOT, 'configs', name + '.py')}:"
-               f"steps={steps},batch={batch},seed={seed}",
-               f"--workdir={workdir}", *[f"--config.{o}" for o in extra]]
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "compare.log"), "a") as log:
-      subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-  with open(final) as f:
+def budget(quick: bool, steps=None, batch=None, seeds=None, variant=None, parallel=None,
+           extra=()) -> Budget:
+  """The budget: --quick's or the default, each given flag replacing its field; `extra`
+  overrides replace the budget's own for the same key."""
+  base = QUICK if quick else FULL
+  keys = {o.partition("=")[0] for o in extra}
+  chosen = Budget(
+      steps=base.steps if steps is None else int(steps),
+      batch=base.batch if batch is None else int(batch),
+      seeds=base.seeds if seeds is None else tuple(int(s) for s in seeds),
+      variant=base.variant if variant is None else variant,
+      parallel=base.parallel if parallel is None else int(parallel),
+      overrides=tuple(o for o in base.overrides if o.partition("=")[0] not in keys)
+      + tuple(extra))
+  for name in ("steps", "batch", "parallel"):
+    if getattr(chosen, name) < 1:
+      raise app.UsageError(f"--{name} must be at least 1, got {getattr(chosen, name)}.")
+  if not chosen.seeds or len(set(chosen.seeds)) != len(chosen.seeds):
+    raise app.UsageError(f"--seeds must name distinct seeds, got {list(chosen.seeds)}.")
+  return chosen
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  name: str  # A config name, or claims_lib.UNTRAINED.
+  seed: int
+  workdir: str
+  final: str  # The evaluation whose existence means the run is done.
+  command: tuple[str, ...]
+
+
+def job(name: str, seed: int, b: Budget, data: str, out: str) -> Job:
+  workdir = os.path.join(out, "runs", f"{name}_seed{seed}")
+  untrained = name == claims_lib.UNTRAINED
+  config = os.path.join(ROOT, "configs", (UNTRAINED_CONFIG if untrained else name) + ".py")
+  overrides = list(b.overrides)
+  if b.variant != "default" and not any(o.startswith("data.variant=") for o in overrides):
+    overrides.insert(0, f"data.variant={b.variant}")
+  program = ["-m", "lang_image.untrained"] if untrained else [os.path.join(ROOT, "main.py")]
+  step = 0 if untrained else b.steps
+  command = (sys.executable, *program,
+             f"--config={config}:steps={b.steps},batch={b.batch},seed={seed},data={data}",
+             f"--workdir={workdir}", *[f"--config.{o}" for o in overrides])
+  return Job(name, seed, workdir, os.path.join(workdir, "eval", f"step_{step:08d}.json"),
+             command)
+
+
+def run_env(parallel: int, out: str) -> dict:
+  """The runs' environment: a shared compilation cache; XLA single-threaded when several
+  runs share the cores."""
+  env = dict(os.environ)
+  if not env.get("JAX_COMPILATION_CACHE_DIR"):
+    env.update(JAX_COMPILATION_CACHE_DIR=os.path.join(out, "xla_cache"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  if parallel > 1:
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {SINGLE_THREAD_XLA}".strip()
+  return env
+
+
+def run_all(jobs: list[Job], parallel: int, env: dict, on_done=None) -> list[Job]:
+  """Runs the jobs whose final evaluation is missing, `parallel` at a time (the first alone
+  when there are several, so that it prepares the data for the others); returns the failed.
+  on_done(job, seconds) is called as each finishes successfully."""
+  todo = [j for j in jobs if not os.path.exists(j.final)]
+  running, failed = {}, []
+  alone = parallel > 1 and len(todo) == len(jobs)  # Nothing ran yet: the data may be missing.
+  while todo or running:
+    while todo and len(running) < (1 if alone else parallel):
+      j = todo.pop(0)
+      os.makedirs(j.workdir, exist_ok=True)
+      log = open(os.path.join(j.workdir, "compare.log"), "a")
+      running[j] = (subprocess.Popen(j.command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                     env=env), log, time.time())
+    time.sleep(0.2)
+    for j, (process, log, t0) in list(running.items()):
+      if process.poll() is None:
+        continue
+      log.close()
+      del running[j]
+      alone = False
+      if process.returncode != 0 or not os.path.exists(j.final):
+        failed.append(j)
+      elif on_done is not None:
+        on_done(j, time.time() - t0)
+  return failed
+
+
+def read_run(j: Job) -> dict:
+  """A finished run's final eval metrics and nCLIP's training-log monitors."""
+  with open(j.final) as f:
     metrics = dict(json.load(f)["metrics"])
-  from lang_image import train  # noqa: PLC0415  (keeps `--help` light)
-  logged = [r for r in train.read_train_metrics(workdir) if "nclip/mean_entropy_ratio" in r]
+  path = os.path.join(j.workdir, "train_metrics.jsonl")
+  logged = []
+  if os.path.exists(path):
+    with open(path) as f:
+      by_step = {r["step"]: r for r in map(json.loads, filter(str.strip, f))}
+    logged = [by_step[s] for s in sorted(by_step) if "nclip/mean_entropy_ratio" in by_step[s]]
   if logged:
-    metrics[COLLAPSE] = min(r["nclip/mean_entropy_ratio"] for r in logged)
-    metrics[MUTUAL_INFORMATION] = logged[-1]["nclip/mutual_information"]
+    metrics[report.COLLAPSE] = min(r["nclip/mean_entropy_ratio"] for r in logged)
+    metrics[report.MUTUAL_INFORMATION] = logged[-1]["nclip/mutual_information"]
   return metrics
 
 
-def summarise(rows: list[dict]) -> list[dict]:
-  """Mean and sample standard deviation over seeds, per config, for every metric."""
-  out = []
-  for name in dict.fromkeys(r["config"] for r in rows):
-    group = [r for r in rows if r["config"] == name]
-    summary = {"config": name, "seeds": len(group)}
-    keys = [k for k in group[0] if k not in ("config", "seed")]
-    for key in keys:
-      values = [float(r[key]) for r in group if r.get(key) not in (None, "")]
-      if not values:
-        continue
-      mean = sum(values) / len(values)
-      std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-             if len(values) > 1 else 0.0)
-      summary[key] = (mean, std)
-    out.append(summary)
-  return out
+def header(b: Budget, data: str, configs, seconds: float, date: str) -> str:
+  return (f"{date}; the command took {seconds / 60:.1f} min (wall time, {os.cpu_count()} "
+          f"cores); {b.steps} steps, batch {b.batch}, seeds {', '.join(map(str, b.seeds))}; "
+          f"data {data} (variant {b.variant}); configs {', '.join(configs)}; "
+          f"{b.parallel} run(s) at a time.\n\n")
 
 
-def markdown_table(summary: list[dict]) -> str:
-  columns = [c for c in COLUMNS if any(c[0] in s for s in summary)]
-  has_collapse = any(COLLAPSE in s for s in summary)
-  head = ["config", "seeds", *[title for _, title in columns]]
-  if has_collapse:
-    head += ["nCLIP min H(mean p)/log K", "nCLIP final I(x; k) (nats)"]
-  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-  for s in summary:
-    cells = [f"`{s['config']}`", str(s["seeds"])]
-    for key, _ in columns:
-      cells.append(f"{s[key][0]:.1f} ± {s[key][1]:.1f}" if key in s else "")
-    if has_collapse:
-      cells += [f"{s[key][0]:.2f}" if key in s else "" for key in (COLLAPSE, MUTUAL_INFORMATION)]
-    lines.append("| " + " | ".join(cells) + " |")
-  return "\n".join(lines) + "\n"
-
-
-def write_csv(path: str, rows: list[dict]) -> None:
-  keys = list(dict.fromkeys(k for r in rows for k in r))
-  with open(path, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=keys)
-    writer.writeheader()
-    for r in rows:
-      writer.writerow({k: (f"{v[0]:.4f} ± {v[1]:.4f}" if isinstance(v, tuple) else v)
-                       for k, v in r.items()})
-
-
-def plot(path: str, summary: list[dict]) -> None:
-  import matplotlib  # noqa: PLC0415
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
-  columns = [c for c in COLUMNS if any(c[0] in s for s in summary)]
-  fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.4), squeeze=False)
-  names = [s["config"] for s in summary]
-  for ax, (key, title) in zip(axes[0], columns):
-    means = [s[key][0] if key in s else 0.0 for s in summary]
-    stds = [s[key][1] if key in s else 0.0 for s in summary]
-    ax.bar(range(len(names)), means, yerr=stds, capsize=3, color="tab:blue")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_title(title, fontsize=9)
-    ax.set_ylim(0, 100)
-    ax.grid(axis="y", alpha=0.3)
-  axes[0][0].set_ylabel("%")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+def write_outputs(out: str, rows: list[dict], head: str) -> str:
+  """Every table and picture of the module docstring; returns the markdown printed."""
+  report.write_csv(os.path.join(out, "runs.csv"), rows)
+  summary = report.summarise(rows)
+  report.write_csv(os.path.join(out, "table.csv"), summary)
+  table = head + "Mean ± std over seeds (%).\n\n" + report.markdown_table(summary)
+  with open(os.path.join(out, "table.md"), "w") as f:
+    f.write(table)
+  report.plot(os.path.join(out, "comparison.png"), summary)
+  results = claims_lib.judge_claims(rows)
+  claims = head + report.rule_text() + "\n\n" + report.claims_markdown(results)
+  with open(os.path.join(out, "claims.md"), "w") as f:
+    f.write(claims)
+  report.write_claims_csv(os.path.join(out, "claims.csv"), results)
+  if results:
+    report.plot_claims(os.path.join(out, "claims.png"), results)
+  return table + "\n" + claims
 
 
 def main(argv):
-  del argv
-  if not _OUT.value:
-    raise app.UsageError("--out is required: the directory for the runs and tables.")
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  start = time.time()
   unknown = [c for c in _CONFIGS.value
              if not os.path.exists(os.path.join(ROOT, "configs", c + ".py"))]
   if unknown:
     raise app.UsageError(f"no config file configs/{unknown[0]}.py; known: {', '.join(CONFIGS)}.")
+  b = budget(_QUICK.value, _STEPS.value, _BATCH.value, _SEEDS.value, _VARIANT.value,
+             _PARALLEL.value, _EXTRA.value)
   out = _OUT.value
   os.makedirs(out, exist_ok=True)
-  rows = []
-  for name in _CONFIGS.value:
-    for seed in map(int, _SEEDS.value):
-      t0 = time.time()
-      workdir = os.path.join(out, "runs", f"{name}_seed{seed}")
-      metrics = run_one(name, seed, _STEPS.value, _BATCH.value, workdir, _EXTRA.value)
-      rows.append({"config": name, "seed": seed, **metrics})
-      print(f"{name} seed {seed}: zero-shot top-1 {metrics.get('zero_shot/top1', float('nan')):.1f}"
-            f" ({time.time() - t0:.0f} s)", flush=True)
-  write_csv(os.path.join(out, "runs.csv"), rows)
-  summary = summarise(rows)
-  write_csv(os.path.join(out, "table.csv"), summary)
-  table = markdown_table(summary)
-  header = (f"{len(_SEEDS.value)} seeds, {_STEPS.value} steps, batch {_BATCH.value}, "
-            f"{time.strftime('%Y-%m-%d')}; mean ± std over seeds (%).\n\n")
-  with open(os.path.join(out, "table.md"), "w") as f:
-    f.write(header + table)
-  plot(os.path.join(out, "comparison.png"), summary)
-  print(header + table)
+  names = ([claims_lib.UNTRAINED] if _UNTRAINED.value else []) + list(_CONFIGS.value)
+  jobs = [job(name, seed, b, _DATA.value, out) for name in names for seed in b.seeds]
+
+  def done(j, seconds):
+    m = read_run(j)
+    shown = {k: f(m) for k, f in claims_lib.METRICS.items()}
+    print(f"{j.name} seed {j.seed} ({seconds:.0f} s): " + ", ".join(
+        f"{k} {'-' if v is None else f'{v:.1f}'}" for k, v in shown.items()), flush=True)
+
+  failed = run_all(jobs, b.parallel, run_env(b.parallel, out), done)
+  if failed:
+    logs = ", ".join(os.path.join(j.workdir, "compare.log") for j in failed)
+    print(f"error: {len(failed)} run(s) failed; see {logs}", file=sys.stderr)
+    sys.exit(1)
+  rows = [{"config": j.name, "seed": j.seed, **read_run(j)} for j in jobs]
+  head = header(b, _DATA.value, names, time.time() - start, time.strftime("%Y-%m-%d %H:%M"))
+  print(write_outputs(out, rows, head))
 
 
 if __name__ == "__main__":
