@@ -50,7 +50,8 @@ class Restored:
   step: int
 
   def embedders(self):
-    """(embed_images, embed_texts, image_features): jitted functions of global arrays."""
+    """(embed_images, embed_texts, image_features, head_distributions): jitted functions of
+    global arrays (`Trainer.bind_embedders`)."""
     return self.trainer.bind_embedders(self.state)
 
   def _embed(self, fn, data) -> np.ndarray:
@@ -188,7 +189,8 @@ def evaluate(config, workdir: str, step=None, tasks=evaluators.TASKS, datasets=(
                                          pretrained, restored.step):
       path = benchmark_json.write(out, record)
       print(f"{record['dataset']} {record['task']}: " + ", ".join(
-          f"{k}={v:.4f}" for k, v in sorted(record["metrics"].items())) + f" -> {path}")
+          f"{k}={v}" if isinstance(v, int) else f"{k}={v:.4f}"  # counts stay integers
+          for k, v in sorted(record["metrics"].items())) + f" -> {path}")
     if writer is not None:
       pictures.write_run(workdir, restored.step, evaluator, writer,
                          train.read_train_metrics(workdir))
