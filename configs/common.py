@@ -212,6 +212,10 @@ def base(args) -> ml_collections.ConfigDict:
       knn=True,
       knn_k=20,
       knn_temperature=0.07,
+      # The collapse measures of heads with per-example distributions (nCLIP's prototypes):
+      # mutual information, entropies and distinct argmax prototypes on every test image
+      # and caption (lang_image/evaluators/prototype_usage.py); final evaluation only.
+      prototype_usage=True,
       # Retrieval on the embedded data: the stored caption plus generated ones per image.
       captions_per_image=1,
       # PNGs (W/pictures/) and TensorBoard images of the curves and embeddings at the end.

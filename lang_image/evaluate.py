@@ -1,7 +1,8 @@
 """Evaluates a trained checkpoint without training.
 
     python -m lang_image.evaluate --workdir=W [--config=configs/xclip.py[:args]] [--step=N] \
-        [--tasks=zero_shot,retrieval,linear_probe,knn] [--datasets=shapes,cifar10] \
+        [--tasks=zero_shot,retrieval,linear_probe,knn,prototype_usage] \
+        [--datasets=shapes,cifar10] \
         [--tfds_data_dir=DIR] [--out=DIR]
 
 The model is rebuilt from --config (with any --config.x=y overrides) or, without it, from the
@@ -11,7 +12,8 @@ embedded data; 'scenes', the multi-object benchmark; 'cifar10', 'cifar100', 'ima
 tfds) gets the requested tasks, the same code as the evaluation during training, so the
 numbers for the checkpoint of a training run's last step equal the ones it logged in
 W/eval/step_N.json. Writes
-  OUT/step_<N>/<dataset>_<task>.json   CLIP_benchmark's schema (`evaluators.benchmark_json`);
+  OUT/step_<N>/<dataset>_<task>.json   CLIP_benchmark's schema (`evaluators.benchmark_json`;
+                                       the heads' `prototype_usage` in this package's names);
                                        OUT defaults to W/benchmark
   W/pictures/...                       PNGs (`pictures`), also as TensorBoard images in W
 """
@@ -48,7 +50,8 @@ class Restored:
   step: int
 
   def embedders(self):
-    """(embed_images, embed_texts, image_features): jitted functions of global arrays."""
+    """(embed_images, embed_texts, image_features, head_distributions): jitted functions of
+    global arrays (`Trainer.bind_embedders`)."""
     return self.trainer.bind_embedders(self.state)
 
   def _embed(self, fn, data) -> np.ndarray:
@@ -122,8 +125,9 @@ def eval_config(config, tasks):
   """config.eval with exactly `tasks` switched on."""
   check_tasks(tasks)
   eval_cfg = config.eval.copy_and_resolve_references()
-  for task in evaluators.TASKS:
-    eval_cfg[task] = task in tasks
+  with eval_cfg.unlocked():  # the config of a run from before a task existed lacks its key
+    for task in evaluators.TASKS:
+      eval_cfg[task] = task in tasks
   return eval_cfg
 
 
@@ -185,7 +189,8 @@ def evaluate(config, workdir: str, step=None, tasks=evaluators.TASKS, datasets=(
                                          pretrained, restored.step):
       path = benchmark_json.write(out, record)
       print(f"{record['dataset']} {record['task']}: " + ", ".join(
-          f"{k}={v:.4f}" for k, v in sorted(record["metrics"].items())) + f" -> {path}")
+          f"{k}={v}" if isinstance(v, int) else f"{k}={v:.4f}"  # counts stay integers
+          for k, v in sorted(record["metrics"].items())) + f" -> {path}")
     if writer is not None:
       pictures.write_run(workdir, restored.step, evaluator, writer,
                          train.read_train_metrics(workdir))

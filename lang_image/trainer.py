@@ -54,6 +54,14 @@ class Trainer:
     self.embed_images = jax.jit(functools.partial(self._embed, "embed_images"))
     self.embed_texts = jax.jit(functools.partial(self._embed, "embed_texts"))
     self.image_features = jax.jit(functools.partial(self._embed, "image_features"))
+    # {term name: {modality: jitted fn}}: the heads' per-example distributions
+    # (objectives' `head_distributions`) on the towers' pooled features, whatever space the
+    # embedders use (xCLIP evaluates in CLIP's).
+    self.head_distributions = {
+        term.name: {modality: jax.jit(functools.partial(self._head_distributions, term,
+                                                        modality))
+                    for modality in ("image", "text")}
+        for term in objectives.distribution_terms(self.terms)}
 
   def _init(self, key):
     model_key, rng = jax.random.split(key)
@@ -186,7 +194,17 @@ class Trainer:
   def _embed(self, method, params, rest, inputs):
     return getattr(nnx.merge(self.graphdef, params, rest), method)(inputs)
 
+  def _head_distributions(self, term, modality, params, rest, inputs):
+    model = nnx.merge(self.graphdef, params, rest)
+    features = getattr(model, f"{modality}_features")(inputs)
+    return term.module.head_distributions(model.heads[term.name], modality, features)
+
   def bind_embedders(self, state):
-    """Embedding functions of the current parameters, for the evaluators."""
-    return tuple(functools.partial(fn, state["params"], state["rest"])
-                 for fn in (self.embed_images, self.embed_texts, self.image_features))
+    """Functions of global arrays with the current parameters, for the evaluators:
+    (embed_images, embed_texts, image_features, head_distributions), the last
+    {term name: {"image": fn of images, "text": fn of tokens}} ({} without such a term)."""
+    bind = lambda fn: functools.partial(fn, state["params"], state["rest"])  # noqa: E731
+    heads = {name: {modality: bind(fn) for modality, fn in fns.items()}
+             for name, fns in self.head_distributions.items()}
+    return (*(bind(fn) for fn in (self.embed_images, self.embed_texts, self.image_features)),
+            heads)

@@ -3,6 +3,7 @@ checkpoint, in CLIP_benchmark's JSON schema, with pictures; bad input."""
 
 import glob
 import json
+import math
 import os
 import subprocess
 import sys
@@ -118,3 +119,54 @@ def test_bad_workdir_step_and_task_raise_one_clear_error(trained_run, tmp_path):
     saved_config.load(str(tmp_path))
   with pytest.raises(ConfigError, match=r"unknown task 'probe'; the tasks are \['zero_shot'"):
     evaluate.check_tasks(["zero_shot", "probe"])
+
+
+HEAD_MEASURES = ("mutual_information", "mean_entropy", "sample_entropy", "distinct_argmax",
+                 "distinct_argmax_fraction_of_classes")
+
+
+def test_nclip_heads_prototype_usage_in_the_final_and_the_standalone_evaluation(
+    tmp_path, tiny_data_dir):
+  """nCLIP on 2 devices: its final evaluation reports both heads' collapse measures on all 480
+  test images and their captions; the standalone evaluator writes the same numbers."""
+  workdir, out = str(tmp_path / "nclip"), str(tmp_path / "bench")
+  env = cli_runs.env(devices=2)
+  result = subprocess.run(cli_runs.train_command(
+      workdir, tiny_data_dir, "--config.eval.zero_shot=False", "--config.eval.retrieval=False",
+      "--config.eval.linear_probe=False", "--config.eval.knn=False",
+      "--config.eval.pictures=False", "--config.eval_every=0", steps=8, config="nclip",
+      log_every=4), env=env, capture_output=True, text=True, timeout=900, cwd=cli_runs.ROOT)
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(os.path.join(workdir, "eval", "step_00000008.json")) as f:
+    record = json.load(f)
+  logged, prototypes = record["metrics"], 4096
+  assert record["examples"] == 480
+  assert sorted(logged) == sorted(f"nclip_heads/{m}/{k}" for m in ("image", "text")
+                                  for k in HEAD_MEASURES)
+  for modality in ("image", "text"):
+    got = {k: logged[f"nclip_heads/{modality}/{k}"] for k in HEAD_MEASURES}
+    assert 0 <= got["mutual_information"] <= math.log(prototypes)
+    assert got["mutual_information"] == pytest.approx(
+        max(got["mean_entropy"] - got["sample_entropy"], 0.0), abs=1e-9)
+    assert 0 <= got["sample_entropy"] <= got["mean_entropy"] + 1e-6
+    assert got["mean_entropy"] <= math.log(prototypes) + 1e-6
+    assert isinstance(got["distinct_argmax"], int) and 1 <= got["distinct_argmax"] <= prototypes
+    # The embedded data's 48 classes are its only labelling.
+    assert got["distinct_argmax_fraction_of_classes"] == got["distinct_argmax"] / 48
+  result = subprocess.run([sys.executable, "-m", "lang_image.evaluate", f"--workdir={workdir}",
+                           "--tasks=prototype_usage", "--pictures=False", f"--out={out}"],
+                          env=env, capture_output=True, text=True, timeout=600,
+                          cwd=cli_runs.ROOT)
+  assert result.returncode == 0, result.stderr[-3000:]
+  files = glob.glob(os.path.join(out, "step_00000008", "*.json"))
+  assert [os.path.basename(f) for f in files] == ["lang_image_shapes_prototype_usage.json"]
+  with open(files[0]) as f:
+    assert json.load(f)["metrics"] == logged  # exactly
+
+
+def test_a_clip_run_reports_no_prototype_usage(trained_run):
+  for step in (30, 60):
+    with open(os.path.join(trained_run.workdir, "eval", f"step_{step:08d}.json")) as f:
+      metrics = json.load(f)["metrics"]
+    assert "zero_shot/top1" in metrics
+    assert not [k for k in metrics if "_heads/" in k or "prototype" in k]

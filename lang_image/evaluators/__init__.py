@@ -2,14 +2,18 @@
 
 On one eval set (`eval_sets`): zero-shot classification and retrieval in the objective's
 embedding space; a linear probe and k-NN classification on the frozen pooled image features
-(the towers' output before any projection or head, which every objective trains). Which tasks
-run is set by config.eval (`zero_shot`, `retrieval`, `linear_probe`, `knn`); a task the eval
-set cannot support (retrieval without captions, classification without labels) is skipped.
+(the towers' output before any projection or head, which every objective trains); for a
+model whose objective terms have heads with per-example distributions (nCLIP), their collapse
+measures on every test image and caption (`prototype_usage`). Which tasks run is set by
+config.eval (`zero_shot`, `retrieval`, `linear_probe`, `knn`, `prototype_usage`); a task the
+eval set or the model cannot support (retrieval without captions, classification without
+labels, prototype usage without such heads) is skipped.
 
 Metric names: `zero_shot/{top1, top5, top1_<subset>, mean_per_class_recall}`,
 `retrieval/{i2t,t2i}_r{1,5,10}` and `retrieval/{i2t,t2i}_{mean,median}_rank`,
 `linear_probe/{top1, top5, mean_per_class_recall, val_top1, l2}`,
-`knn/{top1, top5, mean_per_class_recall}`; accuracies and recalls in percent. An eval set
+`knn/{top1, top5, mean_per_class_recall}`; accuracies and recalls in percent;
+`<term>_heads/{image,text}/{mutual_information, ...}` (`prototype_usage`). An eval set
 with named label sets (`eval_sets.LabelSet`, e.g. scenes' colour, count, texture) reports each
 as `<task>/<label set>/<metric>`, on the images the label set applies to. Ties are broken
 at random in expectation everywhere (`ranks`, `classification`, `knn`).
@@ -20,35 +24,25 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import jax
 import numpy as np
 from absl import logging
-from jax.experimental import multihost_utils
 
 from lang_image import storage
-from lang_image.evaluators import eval_sets, knn, linear_probe, retrieval, zero_shot
-# Importing a loader's module registers its eval sets.
+from lang_image.evaluators import (eval_sets, global_chunks, knn, linear_probe,
+                                   prototype_usage, retrieval, zero_shot)
 # Importing a loader's module registers its eval sets.
 from lang_image.evaluators import (benchmark_sets, scenes_sets, shapes_sets,  # noqa: F401
                                    source_sets, tfds_sets)
 
-TASKS = ("zero_shot", "retrieval", "linear_probe", "knn")
+TASKS = ("zero_shot", "retrieval", "linear_probe", "knn", prototype_usage.TASK)
 
 
 def embed_all(embed_fn, images, batch_size: int, sharding) -> np.ndarray:
   """Applies a jitted embedding fn to host data (an array or an `eval_sets.ImageStream`) in
   padded, batch-sharded chunks."""
-  out = []
-  for chunk in eval_sets.image_chunks(images, batch_size):
-    pad = batch_size - len(chunk)
-    if pad:
-      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-    # Every process holds the whole eval set, so each fills its own shards from it.
-    global_chunk = jax.make_array_from_callback(chunk.shape, sharding,
-                                                lambda idx, c=chunk: c[idx])
-    emb = multihost_utils.process_allgather(embed_fn(global_chunk), tiled=True)
-    out.append(np.asarray(emb, np.float32)[:batch_size - pad])
-  return np.concatenate(out)
+  return np.concatenate([
+      global_chunks.to_host(embed_fn(chunk)).astype(np.float32)[:rows]
+      for chunk, rows in global_chunks.global_chunks(images, batch_size, sharding)])
 
 
 @dataclasses.dataclass
@@ -64,7 +58,8 @@ class Evaluator:
   """The configured tasks on one eval set (by default the embedded dataset's eval split)."""
 
   def __init__(self, dataset, eval_cfg, sharding, eval_set: eval_sets.EvalSet | None = None):
-    self.tasks = [t for t in TASKS if eval_cfg[t]]
+    # A config saved before a task existed does not name it: off.
+    self.tasks = [t for t in TASKS if eval_cfg.get(t, False)]
     probes = "linear_probe" in self.tasks or "knn" in self.tasks
     self.eval_set = eval_set or shapes_sets.embedded(dataset, eval_cfg, probes=probes)
     es = self.eval_set
@@ -73,7 +68,9 @@ class Evaluator:
     self._zero_shot = {k: v for k, v in labellings.items() if v.classes and v.templates}
     self._probe = {k: v for k, v in labellings.items() if v.fit is not None and es.fit}
     skip = {"zero_shot": not self._zero_shot, "retrieval": es.captions is None,
-            "linear_probe": not self._probe, "knn": not self._probe}
+            "linear_probe": not self._probe, "knn": not self._probe,
+            # Without heads that give distributions it reports nothing (`__call__`).
+            prototype_usage.TASK: False}
     for task in self.tasks:
       if skip[task]:
         logging.info("Skipping %s on %s: the dataset does not provide what it needs.", task,
@@ -86,7 +83,8 @@ class Evaluator:
     if "zero_shot" in self.tasks:
       self._prompt_tokens = {k: dataset.tokenize(zero_shot.prompts(v.classes, v.templates))
                              for k, v in self._zero_shot.items()}
-    if "retrieval" in self.tasks:
+    self._caption_tokens = None
+    if es.captions is not None and {"retrieval", prototype_usage.TASK} & set(self.tasks):
       self._caption_tokens = dataset.tokenize(es.captions)
     self.last: Embeddings | None = None
 
@@ -98,7 +96,17 @@ class Evaluator:
   def _embed(self, fn, data) -> np.ndarray:
     return embed_all(fn, data, self._batch, self._sharding)
 
-  def __call__(self, embed_images, embed_texts, image_features=None) -> dict:
+  @property
+  def hardest_num_classes(self) -> int | None:
+    """Classes of the labelling with the most classes (None without labels)."""
+    counts = [_num_classes(labelling) for labelling in label_sets(self.eval_set).values()]
+    return max(counts, default=None)
+
+  def __call__(self, embed_images, embed_texts, image_features=None,
+               head_distributions=None) -> dict:
+    """The metrics of the configured tasks with the model's functions of global arrays
+    (`Trainer.bind_embedders`); without `image_features` no probes, without
+    `head_distributions` no prototype usage."""
     es = self.eval_set
     self.last = Embeddings(images=self._embed(embed_images, es.test.images))
     metrics = {}
@@ -120,6 +128,10 @@ class Evaluator:
       scores = retrieval.retrieval_metrics(self.last.images, self.last.captions,
                                            es.caption_image)
       metrics.update({f"retrieval/{k}": v for k, v in scores.items()})
+    if prototype_usage.TASK in self.tasks and head_distributions:
+      metrics.update(prototype_usage.head_usage(
+          head_distributions, es.test.images, self._caption_tokens, self._batch,
+          self._sharding, self.hardest_num_classes))
     return metrics
 
   def _probes(self, image_features) -> dict:

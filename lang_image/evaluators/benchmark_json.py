@@ -15,6 +15,9 @@ reports them; this package's own metrics are in percent):
     knn_classification       acc1, acc5, mean_per_class_recall
 
 An eval set's named label sets keep their name in front: `colour/acc1`, `texture/acc1`.
+The heads' collapse measures (`prototype_usage`), which CLIP_benchmark does not have, go in one
+more record of task `prototype_usage` under this package's own names and units
+(`nclip_heads/image/mutual_information`, ...).
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ from __future__ import annotations
 import json
 import re
 
+from lang_image.evaluators import prototype_usage
+
 TASK_NAMES = {"zero_shot": "zeroshot_classification", "retrieval": "zeroshot_retrieval",
-              "linear_probe": "linear_probe", "knn": "knn_classification"}
+              "linear_probe": "linear_probe", "knn": "knn_classification",
+              prototype_usage.TASK: prototype_usage.TASK}
 
 
 def _classification(name: str, value: float) -> tuple[str, float]:
@@ -49,6 +55,9 @@ def records(metrics: dict, dataset: str, model: str, pretrained: str, step: int)
   """Evaluator metrics ('<task>/<name>' in percent) -> one CLIP_benchmark record per task."""
   by_task = {}
   for key, value in metrics.items():
+    if prototype_usage.is_metric(key):
+      by_task.setdefault(prototype_usage.TASK, {})[key] = value
+      continue
     task, name = key.split("/", 1)
     # A named label set's metrics keep its name: 'zero_shot/colour/top1' -> 'colour/acc1'.
     label_set, _, name = name.rpartition("/")

@@ -1,6 +1,7 @@
 """The cheap evaluation run every config.eval_every steps during training.
 
-Zero-shot classification and retrieval only (no probes, which fit a classifier), on the first
+Zero-shot classification and retrieval only (no probes, which fit a classifier, and no
+prototype usage, which runs the towers again for the heads), on the first
 config.eval.periodic_examples test examples of the run's eval set: enough to draw accuracy
 against steps in TensorBoard and training_curves.png at a small cost. The final evaluation
 uses the whole test split and every configured task.
@@ -37,6 +38,7 @@ def cheap_config(eval_cfg):
   cfg = eval_cfg.copy_and_resolve_references()
   cfg.linear_probe = False
   cfg.knn = False
+  cfg.prototype_usage = False
   return cfg
 
 

@@ -97,6 +97,10 @@ class Pretrainer(nnx.Module):
     """Pooled image tower features (before projections and heads), for linear probes."""
     return self.towers.encode_image(self.preprocess(images))[0]
 
+  def text_features(self, tokens: jax.Array) -> jax.Array:
+    """Pooled text tower features (before projections and heads)."""
+    return self.towers.encode_text(tokens)[0]
+
   def _embed(self, modality, features, emb):
     if self._embedding is None:
       return emb

@@ -13,6 +13,11 @@ A term module offers:
     EMBEDDING: "towers" | "head" the space zero-shot and retrieval use: the towers' joint
                                  embedding, or the term's own (`embed(head, modality,
                                  features)`, e.g. CLIP-Lite's critic blocks)
+    head_distributions(head, modality, features) -> [N, K]
+                                 (optional) each example's distribution over the K outputs
+                                 of the term's head for that modality, in evaluation mode;
+                                 the evaluation reports its collapse measures
+                                 (`evaluators.prototype_usage`, nCLIP's prototypes)
 Each term's metrics are logged under '<term name>/'. A head with a `post_update(step,
 total_steps)` method is called after every optimizer update (nCLIP's EMA teacher).
 """
@@ -114,6 +119,11 @@ def embedding_term(terms) -> BoundTerm | None:
   if any(term.module.EMBEDDING == "towers" for term in terms):
     return None
   return terms[0]
+
+
+def distribution_terms(terms) -> list[BoundTerm]:
+  """The terms whose heads give per-example distributions (`head_distributions`)."""
+  return [term for term in terms if hasattr(term.module, "head_distributions")]
 
 
 def total_loss(terms, outputs: dict, heads, ctx: Context):

@@ -45,7 +45,9 @@ share one flat distribution, a collapse that only the last two monitors reveal.
 
 Evaluation embedding when no term trains the towers' joint space (nCLIP alone): the
 L2-normalised prediction distribution p over the K prototypes, so an image and a text are
-close when they put their mass on the same prototypes.
+close when they put their mass on the same prototypes. Whatever space evaluation uses (xCLIP:
+CLIP's), the final evaluation also reports the same collapse measures of both heads over the
+whole test split (`head_distributions`, `evaluators.prototype_usage`).
 """
 
 from __future__ import annotations
@@ -272,6 +274,13 @@ def loss(outputs, head, ctx, options):
   return value, metrics
 
 
-def embed(head, modality: str, features: jax.Array) -> jax.Array:
+def head_distributions(head, modality: str, features: jax.Array) -> jax.Array:
+  """The student distributions p = softmax(h(f) / tau_s) [N, K] of one modality's head in
+  evaluation mode (running statistics, no teacher): what the evaluation's collapse measures
+  read (`evaluators.prototype_usage`)."""
   scores = getattr(head, modality)(features, train=False)
-  return l2_normalize(jax.nn.softmax(scores / head.student_temp, axis=-1))
+  return jax.nn.softmax(scores / head.student_temp, axis=-1)
+
+
+def embed(head, modality: str, features: jax.Array) -> jax.Array:
+  return l2_normalize(head_distributions(head, modality, features))
