@@ -184,8 +184,8 @@ def base(args) -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict(dict(
       # What the run evaluates on (lang_image/evaluators/choice.py): 'auto' follows the
       # training data (a built-in dataset's own eval split: shapes, or scenes with zero-shot
-      # per label set and probes on texture and size; for one's own data only what is named
-      # here); 'shapes'; 'scenes'; a prepared tfds set (cifar10, imagenet2012, ...); a labelled
+      # per label set and probes on texture, size and shape; for one's own data only what is
+      # named here); 'shapes'; 'scenes'; a prepared tfds set (cifar10, imagenet2012, ...); a labelled
       # folder in CLIP_benchmark's webdataset layout (/data/mnist with classnames.txt and
       # test/*.tar holding cls members) or csv:/jsonl: with a label column and a
       # classnames.txt beside it (zero-shot and retrieval); any other data source

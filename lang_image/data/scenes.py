@@ -10,8 +10,8 @@ made noisy at read time (`noisy_caption`, config.data.caption_noise).
 Splits: `train` scenes draw colour-shape pairs from all but HELD_OUT. `validation` and `test`
 cycle through 1, 2, 3, 4 objects (index % 4 + 1); their single-object scenes are balanced
 over every colour-shape pair, held-out ones included, and carry the attribute label sets
-(`labels`): zero-shot on colour, shape, colour_shape and full (size, texture, colour and
-shape), and probes on texture and size. Count is labelled on every scene.
+(`labels`): zero-shot on colour, shape, colour_shape and full (size, colour and shape), and
+probes on texture, size and shape. Count is labelled on every scene.
 
 Example k of a split depends only on (DEFAULT_SEED, split, k). The data's `version()` is a
 hash of the generator's source files and parameters: the prepared files live under a
@@ -35,10 +35,10 @@ COLOURS = shapes.COLOURS
 SHAPES = shapes.SHAPES
 TEXTURES = scene_render.TEXTURES
 # Diameter ranges in pixels; far enough apart to be told apart at 64 px.
-SIZES: dict[str, tuple[float, float]] = {"small": (11.0, 15.0), "large": (19.0, 25.0)}
+SIZES: dict[str, tuple[float, float]] = {"small": (14.0, 18.0), "large": (22.0, 26.0)}
 COUNTS = (1, 2, 3, 4)
 # Probabilities of 1, 2, 3, 4 objects in a training scene.
-TRAIN_COUNT_PROBS = (0.2, 0.3, 0.3, 0.2)
+TRAIN_COUNT_PROBS = (0.5, 0.25, 0.15, 0.1)
 MAX_ROTATION = 15.0  # degrees
 
 PAIRS: list[str] = [f"{c} {s}" for c in COLOURS for s in SHAPES]
@@ -149,8 +149,7 @@ def class_name(label_set: str, obj: dict) -> str:
   """The class of one object in an attribute label set (as a phrase a caption could use)."""
   words = {"colour": [obj["colour"]], "shape": [obj["shape"]], "size": [obj["size"]],
            "texture": [obj["texture"]], "colour_shape": [obj["colour"], obj["shape"]],
-           "full": [obj["size"], scenes_captions.TEXTURE_WORDS[obj["texture"]][0],
-                    obj["colour"], obj["shape"]]}
+           "full": [obj["size"], obj["colour"], obj["shape"]]}
   return " ".join(words[label_set])
 
 

@@ -54,7 +54,7 @@ SUFFIXES = ("| free download", "- stock vector", "(hd)", "#art", "#geometry", "r
             "- illustration", "| clipart")
 ENDINGS = (".", ".", ".", "", "!")
 
-P_OBJECT, P_COLOUR, P_SIZE, P_TEXTURE, P_POSITION = 0.7, 0.85, 0.25, 0.1, 0.15
+P_OBJECT, P_COLOUR, P_SIZE, P_TEXTURE, P_POSITION = 0.7, 0.7, 0.25, 0.1, 0.15
 P_COUNT, P_RELATION, P_PREFIX, P_SUFFIX = 0.3, 0.3, 0.2, 0.2
 P_SYNONYM, P_GENERIC, P_TEXTURE_PHRASE, P_COLOUR_AFTER = 0.15, 0.05, 0.4, 0.1
 JOINERS = ("and", "comma", "with", "amp")

@@ -2,12 +2,12 @@
 
 Reported per label set (`zero_shot/<label set>/top1`, ...):
 - zero-shot, easy to hard: colour (8 classes), shape (6), count (4, on every image),
-  colour_shape (48), full (size, texture, colour and shape: 384); the attribute label sets on
+  colour_shape (48), full (size, colour and shape: 96); the attribute label sets on
   the single-object images. colour_shape and full also report `top1_seen` / `top1_unseen`:
   images of the held-out compositions, never seen in training.
-- linear probe and k-NN on texture and size, which the captions rarely mention: fitted on
-  up to config.eval.linear_probe_examples single-object train images, tuned on the
-  validation split, scored on the single-object test images.
+- linear probe and k-NN on texture and size, which the captions rarely mention, and on
+  shape: fitted on up to config.eval.linear_probe_examples single-object train images,
+  tuned on the validation split, scored on the single-object test images.
 - image->text and text->image retrieval on every test image with its stored caption
   (plus config.eval.captions_per_image - 1 more of the same scene).
 """
@@ -22,7 +22,9 @@ from lang_image.evaluators.eval_sets import EvalSet, LabelSet, Split, register
 
 NAME = "scenes"
 ZERO_SHOT = ("colour", "shape", "count", "colour_shape", "full")
-PROBES = ("texture", "size")
+# Probes on the rarely captioned attributes, and on shape (captioned, but invisible to the
+# untrained towers' features, unlike colour and size: what training has taught the towers).
+PROBES = ("texture", "size", "shape")
 # Without "a"/"an" in front of the class name ("a orange ..."); the captions use these forms.
 TEMPLATES = {
     "object": ("a photo of one {}.", "one {}.", "a picture of the {}.", "there is one {}.",
@@ -88,9 +90,12 @@ def load(name: str, context) -> EvalSet:
     val = _read(builder.as_data_source("validation"), single_object=True)
     eval_set.fit, eval_set.validation = Split(fit["image"]), Split(val["image"])
     for label_set in PROBES:
-      label_sets[label_set] = LabelSet(classes=scenes.LABEL_SETS[label_set],
-                                       test=test[label_set], fit=fit[label_set],
-                                       validation=val[label_set])
+      if label_set in label_sets:  # zero-shot and probed
+        label_sets[label_set].fit, label_sets[label_set].validation = fit[label_set], val[label_set]
+      else:
+        label_sets[label_set] = LabelSet(classes=scenes.LABEL_SETS[label_set],
+                                         test=test[label_set], fit=fit[label_set],
+                                         validation=val[label_set])
   return eval_set
 
 
