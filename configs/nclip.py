@@ -8,7 +8,10 @@ On the CPU model (mu, batch 128) the heads standardise their hidden layers over 
 (`head_norm=batch`): without it every variant tried (me_max, centering, sinkhorn; online and
 EMA teacher) collapsed within 150 steps to one distribution shared by all samples (mutual
 information H(mean p) - mean H(p) = 0), with it 0.36 nats remain. Larger models keep the
-paper's head (`head_norm=none`).
+paper's head (`head_norm=none`). Why, measured on `data=scenes` (`benchmarks/nclip_ablation.py`;
+benchmarks/RESULTS.md, "nCLIP collapse"): with K >> batch a shared near-flat distribution
+is the loss's better minimum, and without aligned towers every sample regresses to the
+batch's average target; only Sinkhorn targets inside xCLIP have left that state so far.
 
 Laptop CPU, embedded data (a few minutes):
     python main.py --config=configs/nclip.py --workdir=/tmp/nclip
