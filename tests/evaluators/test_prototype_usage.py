@@ -13,8 +13,8 @@ from configs import clip as clip_config
 from lang_image import parallel
 from lang_image.evaluators import Evaluator, benchmark_json, eval_sets, periodic
 from lang_image.evaluators import prototype_usage
-from lang_image.models import variants
 from lang_image.trainer import Trainer
+from tests.test_train import pico_towers  # noqa: F401 (an autouse fixture)
 
 MEASURES = ("mutual_information", "mean_entropy", "sample_entropy", "distinct_argmax",
             "distinct_argmax_fraction_of_classes")
@@ -104,14 +104,6 @@ def test_metric_names_and_their_benchmark_record():
   assert sorted(only_images) == sorted(f"nclip_heads/image/{k}" for k in MEASURES[:4])
   record, = benchmark_json.records(metrics, "fake", "m", "p", 1)
   assert record["task"] == "prototype_usage" and record["metrics"] == metrics
-
-
-@pytest.fixture(scope="module", autouse=True)
-def pico_towers():
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setitem(variants.VIT_SIZES, "pico", (32, 1, 2, 64))
-    patch.setitem(variants.TEXT_SIZES, "pico", (32, 1, 2, 64))
-    yield
 
 
 NCLIP = {"weight": 1.0, "prototypes": 32, "hidden_dim": 16, "bottleneck_dim": 8}
