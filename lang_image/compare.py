@@ -9,7 +9,7 @@ own workdir under OUT/runs/; the untrained towers (`lang_image.untrained`: the c
 model evaluated at initialisation, one per seed) are the row 'untrained'. A run whose final
 evaluation exists is not repeated and an interrupted one resumes from its checkpoint, so the
 command can be re-run after a stop. --parallel=N runs N at a time, each XLA single-threaded
-(the first run goes alone: it prepares the data). The runs share a compilation cache in
+(the data and its tokenizer are prepared once beforehand). The runs share a compilation cache in
 OUT/xla_cache (unless JAX_COMPILATION_CACHE_DIR is set).
 
 Budgets (explicit flags win): the default, sized for at most 45 minutes on a 2-core CPU,
@@ -51,7 +51,7 @@ class Budget:
   overrides: tuple[str, ...] = ()
 
 
-FULL = Budget(steps=100, batch=128, seeds=(0, 1, 2), variant="default", parallel=1)
+FULL = Budget(steps=100, batch=128, seeds=(0, 1, 2), variant="default", parallel=2)
 QUICK = Budget(steps=20, batch=64, seeds=(0, 1, 2), variant="tiny", parallel=2,
                overrides=("eval.pictures=False",))
 # XLA:CPU single-threaded, for runs that share the cores with each other.
@@ -138,15 +138,28 @@ def run_env(parallel: int, out: str) -> dict:
   return env
 
 
+def prepare_data(j: Job) -> None:
+  """Generates the data and tokenizer a run reads (a no-op when they exist), so that runs
+  started side by side do not each build them."""
+  from lang_image import config as config_lib  # noqa: PLC0415 (TF is slow to import)
+  from lang_image.data import pipeline  # noqa: PLC0415
+  spec = next(a for a in j.command if a.startswith("--config="))[len("--config="):]
+  c = config_lib.load_config_file(spec)
+  for arg in j.command:
+    if arg.startswith("--config.data."):
+      key, _, value = arg[len("--config.data."):].partition("=")
+      c.data[key] = config_lib.convert(f"data.{key}", value, c.data[key])
+  dataset = pipeline.open_dataset(c.data, c.model.max_len, c.model.image_size)
+  dataset.builder  # noqa: B018 (the embedded evaluation splits, prepared on first use)
+
+
 def run_all(jobs: list[Job], parallel: int, env: dict, on_done=None) -> list[Job]:
-  """Runs the jobs whose final evaluation is missing, `parallel` at a time (the first alone
-  when there are several, so that it prepares the data for the others); returns the failed.
-  on_done(job, seconds) is called as each finishes successfully."""
+  """Runs the jobs whose final evaluation is missing, `parallel` at a time; returns the
+  failed. on_done(job, seconds) is called as each finishes successfully."""
   todo = [j for j in jobs if not os.path.exists(j.final)]
   running, failed = {}, []
-  alone = parallel > 1 and len(todo) == len(jobs)  # Nothing ran yet: the data may be missing.
   while todo or running:
-    while todo and len(running) < (1 if alone else parallel):
+    while todo and len(running) < parallel:
       j = todo.pop(0)
       os.makedirs(j.workdir, exist_ok=True)
       log = open(os.path.join(j.workdir, "compare.log"), "a")
@@ -158,7 +171,6 @@ def run_all(jobs: list[Job], parallel: int, env: dict, on_done=None) -> list[Job
         continue
       log.close()
       del running[j]
-      alone = False
       if process.returncode != 0 or not os.path.exists(j.final):
         failed.append(j)
       elif on_done is not None:
@@ -229,6 +241,7 @@ def main(argv):
     print(f"{j.name} seed {j.seed} ({seconds:.0f} s): " + ", ".join(
         f"{k} {'-' if v is None else f'{v:.1f}'}" for k, v in shown.items()), flush=True)
 
+  prepare_data(jobs[0])
   failed = run_all(jobs, b.parallel, run_env(b.parallel, out), done)
   if failed:
     logs = ", ".join(os.path.join(j.workdir, "compare.log") for j in failed)

@@ -40,7 +40,7 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     if key not in defaults:
       raise ConfigError(f"unknown config argument '{key}'; {_did_you_mean(key, defaults)}"
                         f"the known ones are {sorted(defaults)}.")
-    values[key] = _convert(key, raw.strip(), defaults[key])
+    values[key] = convert(key, raw.strip(), defaults[key])
   return values
 
 
@@ -50,7 +50,8 @@ def _did_you_mean(name: str, known) -> str:
   return f"did you mean '{close[0]}'? " if close else ""
 
 
-def _convert(key, raw, default):
+def convert(key, raw, default):
+  """`raw` (a command-line string) as the type of `default`; ConfigError if it is not one."""
   kind = type(default)
   try:
     if kind is bool:
@@ -171,7 +172,7 @@ def explain_override(config, override: str) -> str | None:
   if hasattr(node, "keys") or isinstance(node, str) or node is None:
     return None
   try:
-    _convert(name, value, node)
+    convert(name, value, node)
   except ConfigError:
     return (f"--config.{name}={value} is not a valid {type(node).__name__} "
             f"(the default is {node!r}).")

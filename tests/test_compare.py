@@ -1,6 +1,7 @@
 """The objective comparison's command: budgets, runs, untrained towers, end to end."""
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -84,18 +85,31 @@ def _fake_jobs(tmp_path, n, failing=()):
   return jobs
 
 
-def test_run_all_first_alone_then_in_parallel(tmp_path):
+def test_run_all_runs_in_parallel_and_reruns_only_the_failed(tmp_path):
   jobs = _fake_jobs(tmp_path, 3, failing=(2,))
   done = []
   failed = compare.run_all(jobs, 2, dict(os.environ), lambda j, s: done.append(j.name))
   assert [j.name for j in failed] == ["c2"] and sorted(done) == ["c0", "c1"]
   spans = [json.load(open(tmp_path / f"times{i}.json")) for i in range(3)]
-  assert spans[0][1] <= min(spans[1][0], spans[2][0])  # The first ran alone...
-  assert spans[1][0] < spans[2][1] and spans[2][0] < spans[1][1]  # ...then two at once.
+  assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]  # Two at once...
+  assert spans[2][0] >= min(spans[0][1], spans[1][1])  # ...and no more.
   # Finished runs are not run again; the failed one is.
   os.remove(tmp_path / "times0.json")
   assert [j.name for j in compare.run_all(jobs, 2, dict(os.environ))] == ["c2"]
   assert not os.path.exists(tmp_path / "times0.json")
+
+
+def test_prepare_data_builds_the_runs_data_and_tokenizer_once(tmp_path):
+  b = compare.budget(True)
+  j = compare.job("clip", 0, b, "scenes", str(tmp_path / "out"))
+  data_dir = tmp_path / "data"
+  j = dataclasses.replace(j, command=j.command + (f"--config.data.data_dir={data_dir}",))
+  compare.prepare_data(j)
+  built = sorted(p.name for p in data_dir.rglob("*.model"))
+  assert built and any("tiny" in str(p) for p in data_dir.rglob("*.array_record*"))
+  before = {p: p.stat().st_mtime_ns for p in data_dir.rglob("*") if p.is_file()}
+  compare.prepare_data(j)  # Prepared data is reused, not rebuilt.
+  assert {p: p.stat().st_mtime_ns for p in data_dir.rglob("*") if p.is_file()} == before
 
 
 def test_read_run_adds_the_nclip_training_monitors(tmp_path):
