@@ -241,7 +241,8 @@ def main(argv):
     print(f"{j.name} seed {j.seed} ({seconds:.0f} s): " + ", ".join(
         f"{k} {'-' if v is None else f'{v:.1f}'}" for k, v in shown.items()), flush=True)
 
-  prepare_data(jobs[0])
+  if any(not os.path.exists(j.final) for j in jobs):
+    prepare_data(jobs[0])
   failed = run_all(jobs, b.parallel, run_env(b.parallel, out), done)
   if failed:
     logs = ", ".join(os.path.join(j.workdir, "compare.log") for j in failed)
