@@ -26,6 +26,8 @@ from lang_image import compare
 # departs from it): every setting starts here.
 PAPER = {"objectives.nclip.head_norm": "none", "objectives.nclip.anti_collapse": "me_max",
          "objectives.nclip.prototypes": 4096, "objectives.nclip.sinkhorn_eps": 0.05}
+SINKHORN_K64 = {"objectives.nclip.anti_collapse": "sinkhorn", "objectives.nclip.prototypes": 64}
+EPS = "objectives.nclip.sinkhorn_eps"
 # name -> (config, overrides on top of the paper's term). K: prototypes; B = 128.
 SETTINGS = {
     "paper": ("nclip", {}),
@@ -41,26 +43,15 @@ SETTINGS = {
     "ema_teacher": ("nclip", {"objectives.nclip.teacher": "ema"}),
     "batch_norm_head_k64": ("nclip", {"objectives.nclip.head_norm": "batch",
                                        "objectives.nclip.prototypes": 64}),
-    "sinkhorn_k64": ("nclip", {"objectives.nclip.anti_collapse": "sinkhorn",
-                                "objectives.nclip.prototypes": 64}),
+    "sinkhorn_k64": ("nclip", SINKHORN_K64),
     "xclip_paper": ("xclip", {}),
-    "xclip_sinkhorn_k64": ("xclip", {"objectives.nclip.anti_collapse": "sinkhorn",
-                                     "objectives.nclip.prototypes": 64}),
-    "xclip_sinkhorn_k64_eps0.03": ("xclip", {"objectives.nclip.anti_collapse": "sinkhorn",
-                                             "objectives.nclip.prototypes": 64,
-                                             "objectives.nclip.sinkhorn_eps": 0.03}),
-    "xclip_sinkhorn_k64_eps0.02": ("xclip", {"objectives.nclip.anti_collapse": "sinkhorn",
-                                             "objectives.nclip.prototypes": 64,
-                                             "objectives.nclip.sinkhorn_eps": 0.02}),
-    "xclip_sinkhorn_k64_tau_s0.05": ("xclip", {"objectives.nclip.anti_collapse": "sinkhorn",
-                                               "objectives.nclip.prototypes": 64,
+    "xclip_sinkhorn_k64": ("xclip", SINKHORN_K64),
+    "xclip_sinkhorn_k64_eps0.03": ("xclip", {**SINKHORN_K64, EPS: 0.03}),
+    "xclip_sinkhorn_k64_eps0.02": ("xclip", {**SINKHORN_K64, EPS: 0.02}),
+    "xclip_sinkhorn_k64_tau_s0.05": ("xclip", {**SINKHORN_K64,
                                                "objectives.nclip.student_temp": 0.05}),
-    "sinkhorn_k64_ema": ("nclip", {"objectives.nclip.anti_collapse": "sinkhorn",
-                                   "objectives.nclip.prototypes": 64,
-                                   "objectives.nclip.teacher": "ema"}),
-    "sinkhorn_k64_eps0.03": ("nclip", {"objectives.nclip.anti_collapse": "sinkhorn",
-                                       "objectives.nclip.prototypes": 64,
-                                       "objectives.nclip.sinkhorn_eps": 0.03}),
+    "sinkhorn_k64_ema": ("nclip", {**SINKHORN_K64, "objectives.nclip.teacher": "ema"}),
+    "sinkhorn_k64_eps0.03": ("nclip", {**SINKHORN_K64, EPS: 0.03}),
     "xclip_batch_norm_head_k64": ("xclip", {"objectives.nclip.head_norm": "batch",
                                             "objectives.nclip.prototypes": 64}),
     "xclip_k64": ("xclip", {"objectives.nclip.prototypes": 64}),
@@ -141,7 +132,7 @@ def main(argv):
     raise app.UsageError(f"unknown setting {unknown[0]!r}; known: {', '.join(SETTINGS)}.")
   os.makedirs(FLAGS.out, exist_ok=True)
   jobs = [job(s, int(k), FLAGS.out) for s in _SETTINGS.value for k in (FLAGS.seeds or [0])]
-  compare.prepare_data(jobs[0])
+  compare.prepare_data(jobs)
   failed = compare.run_all(jobs, _parallel(), compare.run_env(_parallel(), FLAGS.out))
   if failed:
     raise SystemExit(f"{len(failed)} run(s) failed; see "

@@ -138,9 +138,13 @@ def run_env(parallel: int, out: str) -> dict:
   return env
 
 
-def prepare_data(j: Job) -> None:
-  """Generates the data and tokenizer a run reads (a no-op when they exist), so that runs
-  started side by side do not each build them."""
+def prepare_data(jobs: list[Job]) -> None:
+  """Generates the data and tokenizer the unfinished runs read (a no-op when they exist),
+  so that runs started side by side do not each build them; nothing when all are done."""
+  todo = [j for j in jobs if not os.path.exists(j.final)]
+  if not todo:
+    return
+  j = todo[0]
   from lang_image import config as config_lib  # noqa: PLC0415 (TF is slow to import)
   from lang_image.data import pipeline  # noqa: PLC0415
   spec = next(a for a in j.command if a.startswith("--config="))[len("--config="):]
@@ -241,8 +245,7 @@ def main(argv):
     print(f"{j.name} seed {j.seed} ({seconds:.0f} s): " + ", ".join(
         f"{k} {'-' if v is None else f'{v:.1f}'}" for k, v in shown.items()), flush=True)
 
-  if any(not os.path.exists(j.final) for j in jobs):
-    prepare_data(jobs[0])
+  prepare_data(jobs)
   failed = run_all(jobs, b.parallel, run_env(b.parallel, out), done)
   if failed:
     logs = ", ".join(os.path.join(j.workdir, "compare.log") for j in failed)

@@ -104,11 +104,11 @@ def test_prepare_data_builds_the_runs_data_and_tokenizer_once(tmp_path):
   j = compare.job("clip", 0, b, "scenes", str(tmp_path / "out"))
   data_dir = tmp_path / "data"
   j = dataclasses.replace(j, command=j.command + (f"--config.data.data_dir={data_dir}",))
-  compare.prepare_data(j)
+  compare.prepare_data([j])
   built = sorted(p.name for p in data_dir.rglob("*.model"))
   assert built and any("tiny" in str(p) for p in data_dir.rglob("*.array_record*"))
   before = {p: p.stat().st_mtime_ns for p in data_dir.rglob("*") if p.is_file()}
-  compare.prepare_data(j)  # Prepared data is reused, not rebuilt.
+  compare.prepare_data([j])  # Prepared data is reused, not rebuilt.
   assert {p: p.stat().st_mtime_ns for p in data_dir.rglob("*") if p.is_file()} == before
 
 
