@@ -46,9 +46,9 @@ def _outline(shape: str, angle: float) -> np.ndarray:
 
 TEXTURES = ("solid", "striped", "dotted", "hollow")
 # Width in pixels of a hollow object's outline.
-_OUTLINE = 2
+_OUTLINE = 3
 # How much darker the stripes and dots are than the object's colour.
-_PATTERN_SHADE = 0.6
+_PATTERN_SHADE = 0.45
 
 
 def _coverage(obj: dict, image_size: int, outline: int = 0) -> tuple[np.ndarray, int, int]:

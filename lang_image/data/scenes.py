@@ -35,11 +35,14 @@ COLOURS = shapes.COLOURS
 SHAPES = shapes.SHAPES
 TEXTURES = scene_render.TEXTURES
 # Diameter ranges in pixels; far enough apart to be told apart at 64 px.
-SIZES: dict[str, tuple[float, float]] = {"small": (14.0, 18.0), "large": (22.0, 26.0)}
+# At most IMAGE_SIZE / 2 - 2, so that four objects always fit one per quadrant (_place).
+SIZES: dict[str, tuple[float, float]] = {"small": (18.0, 22.0), "large": (26.0, 30.0)}
 COUNTS = (1, 2, 3, 4)
 # Probabilities of 1, 2, 3, 4 objects in a training scene.
 TRAIN_COUNT_PROBS = (0.5, 0.25, 0.15, 0.1)
 MAX_ROTATION = 15.0  # degrees
+# Random layouts tried before objects are placed one per quadrant.
+_RANDOM_LAYOUTS = 20
 
 PAIRS: list[str] = [f"{c} {s}" for c in COLOURS for s in SHAPES]
 # Compositions never seen in training (each colour and shape at most once, so both are seen
@@ -65,7 +68,7 @@ def parameters() -> dict:
   return dict(image_size=IMAGE_SIZE, colours=COLOURS, shapes=SHAPES, textures=TEXTURES,
               sizes=SIZES, counts=COUNTS, train_count_probs=TRAIN_COUNT_PROBS,
               held_out=HELD_OUT, split_sizes=SPLIT_SIZES, seed=DEFAULT_SEED,
-              max_rotation=MAX_ROTATION)
+              max_rotation=MAX_ROTATION, random_layouts=_RANDOM_LAYOUTS)
 
 
 def version(files=_GENERATOR_FILES, params: dict | None = None) -> str:
@@ -90,8 +93,10 @@ def _sample_object(rng, pair: int) -> dict:
 
 def _place(rng, objects: list[dict]) -> None:
   """Sets each object's centre so that no two overlap (a 2 px gap keeps them separate
-  blobs); restarts the whole layout when an object finds no room."""
-  while True:
+  blobs): up to _RANDOM_LAYOUTS layouts drawn uniformly at random, then, when large objects
+  leave no room (most often four of them), one object per quadrant at a random offset
+  inside it."""
+  for _ in range(_RANDOM_LAYOUTS):
     placed = []
     for obj in objects:
       r = obj["diameter"] / 2
@@ -106,6 +111,14 @@ def _place(rng, objects: list[dict]) -> None:
     if len(placed) == len(objects):
       objects[:] = placed
       return
+  half = IMAGE_SIZE / 2
+  cells = rng.permutation(4)[:len(objects)]
+  for i, (obj, cell) in enumerate(zip(objects, cells)):
+    r = obj["diameter"] / 2
+    x0, y0 = half * (cell % 2), half * (cell // 2)
+    cx, cy = (float(v) for v in rng.uniform((x0 + r + 1, y0 + r + 1),
+                                             (x0 + half - r - 1, y0 + half - r - 1)))
+    objects[i] = dict(obj, cx=cx, cy=cy)
 
 
 def scene(split: str, index: int, seed: int = DEFAULT_SEED) -> tuple[list[dict], np.random.Generator]:

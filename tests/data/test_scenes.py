@@ -48,6 +48,33 @@ def test_version_changes_when_the_generator_changes(tmp_path, monkeypatch):
   assert scenes_tfds.versioned_dir("/d") == f"/d/scenes-{base}"
 
 
+def _assert_apart_and_inside(objects):
+  for i, a in enumerate(objects):
+    r = a["diameter"] / 2
+    assert r + 1 <= a["cx"] <= scenes.IMAGE_SIZE - r - 1
+    assert r + 1 <= a["cy"] <= scenes.IMAGE_SIZE - r - 1
+    for b in objects[:i]:
+      gap = np.hypot(a["cx"] - b["cx"], a["cy"] - b["cy"]) - r - b["diameter"] / 2
+      assert gap >= 2 - 1e-9
+
+
+@pytest.mark.parametrize("random_layouts", [scenes._RANDOM_LAYOUTS, 0])
+def test_objects_never_overlap_nor_leave_the_image(random_layouts, monkeypatch):
+  """Four objects of the largest size fit whether placed at random or, after
+  _RANDOM_LAYOUTS failed layouts, one per quadrant (0: the quadrants only)."""
+  monkeypatch.setattr(scenes, "_RANDOM_LAYOUTS", random_layouts)
+  rng = np.random.default_rng(0)
+  largest = max(hi for _, hi in scenes.SIZES.values())
+  for n in range(1, 5):
+    for _ in range(50):
+      objects = [dict(diameter=float(d)) for d in rng.uniform(largest - 2, largest, size=n)]
+      scenes._place(rng, objects)
+      assert len(objects) == n
+      _assert_apart_and_inside(objects)
+  for index in range(40):
+    _assert_apart_and_inside(scenes.scene("train", index)[0])
+
+
 def test_captions_are_almost_all_unique_and_varied():
   caps = [scenes.describe("train", i)["caption"] for i in range(TINY["train"])]
   unique = len(set(caps)) / len(caps)
