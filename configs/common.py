@@ -6,9 +6,9 @@ Arg string keys (e.g. `configs/clip.py:model=B/16,batch=32768,steps=100000`):
   batch  global batch size (image-text pairs per step).
   steps  number of optimizer steps.
   res    image resolution (default: 64 for the mu CPU model, 224 otherwise).
-  data   the training data: 'shapes' (the embedded dataset, generated on first use),
-         'scenes' (the generated multi-object benchmark; the run then evaluates on its label
-         sets) or a source such as wds:/data/{00000..00099}.tar, csv:/data/train.csv
+  data   the training data: 'scenes' (the default: the generated multi-object benchmark,
+         built on first use; the run evaluates on its label sets), 'shapes' (the earlier,
+         simpler generated dataset, one or two objects) or a source such as wds:/data/{00000..00099}.tar, csv:/data/train.csv
          (README "Data", docs/data.md).
   seed   seed of parameters, data order and every random choice.
 """
@@ -20,7 +20,7 @@ import ml_collections
 from lang_image import config as config_lib
 from lang_image import objectives as lang_image_objectives
 
-ARG_DEFAULTS = dict(model="mu/8", batch=128, steps=500, res=0, data="shapes", seed=0)
+ARG_DEFAULTS = dict(model="mu/8", batch=128, steps=500, res=0, data="scenes", seed=0)
 # Datasets that lang_image generates itself, with their own tokenizer, eval set and text length.
 EMBEDDED_MAX_LEN = {"shapes": 24, "scenes": 48}
 

@@ -25,10 +25,11 @@ COMPILE_CACHE_ENV = {
 
 
 def train_command(workdir, data_dir, *extra, steps=60, config="clip", log_every=10):
-  """main.py on the tiny embedded data with small settings, plus `extra` flags (main.py
-  refuses a flag given twice, so `log_every` is set here)."""
+  """main.py on the tiny `shapes` data (conftest's tiny_data_dir) with small settings, plus
+  `extra` flags (main.py refuses a flag given twice, so `log_every` is set here)."""
   return [sys.executable, os.path.join(ROOT, "main.py"),
-          f"--config={os.path.join(ROOT, 'configs', config + '.py')}:steps={steps},batch=64",
+          f"--config={os.path.join(ROOT, 'configs', config + '.py')}"
+          f":steps={steps},batch=64,data=shapes",
           f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
           "--config.data.variant=tiny", f"--config.log_every={log_every}",
           "--config.eval.batch_size=240", *extra]

@@ -161,7 +161,7 @@ def test_a_save_that_cannot_be_written_stops_within_seconds(trainer, states, tmp
 
 def test_a_disk_too_full_for_the_checkpoints_fails_before_training(tmp_path, tiny_data_dir,
                                                                    monkeypatch):
-  config = clip_config.get_config("steps=10,batch=64")
+  config = clip_config.get_config("steps=10,batch=64,data=shapes")
   config.data.update(data_dir=tiny_data_dir, variant="tiny")
   config.keep_checkpoints = 2
   usage = shutil.disk_usage(str(tmp_path))

@@ -105,7 +105,7 @@ def test_4_kib_overwritten_in_the_newest_checkpoint(base_run, workdir, tiny_data
 def test_a_restored_state_holding_nan(base_run, workdir, tiny_data_dir):
   # Checkpoint 4 rewritten as a version that saved any state would have: intact bytes,
   # checksums that match, and one optimizer array holding a NaN.
-  config = clip_config.get_config("steps=4,batch=64")
+  config = clip_config.get_config("steps=4,batch=64,data=shapes")
   config.data.update(data_dir=tiny_data_dir, variant="tiny")
   trainer = Trainer(config, parallel.make_mesh(config.mesh),
                     pipeline.open_for(config).tokenizer.vocab_size)

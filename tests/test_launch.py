@@ -205,7 +205,7 @@ def test_slurm_bad_arguments_fail_with_one_sentence(args, message):
 
 def main_args(workdir, data_dir, zero_shot=True):
   """A small CLIP on the tiny data; evaluation settings do not change what is trained."""
-  return [f"--config={os.path.join(ROOT, 'configs', 'clip.py')}:steps={STEPS},batch=16",
+  return [f"--config={os.path.join(ROOT, 'configs', 'clip.py')}:steps={STEPS},batch=16,data=shapes",
           f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
           "--config.data.variant=tiny", "--config.model.image_size=32", "--config.log_every=1",
           "--config.checkpoint_every=2", "--config.eval.batch_size=240",

@@ -42,7 +42,7 @@ def launch(processes, devices, workdir, steps, *extra, timeout=900):
   command = [sys.executable, os.path.join(ROOT, "launch", "local.py"),
              f"--processes={processes}", f"--devices={devices}",
              f"--logdir={workdir}_logs", "--",
-             f"--config={ROOT}/configs/clip.py:steps={steps},batch={BATCH}",
+             f"--config={ROOT}/configs/clip.py:steps={steps},batch={BATCH},data=shapes",
              f"--workdir={workdir}", f"--config.data.data_dir={DATA_DIR[0]}",
              "--config.data.variant=tiny", "--config.model.image_size=32",
              "--config.log_every=1", "--config.checkpoint_every=20",

@@ -11,7 +11,7 @@ from lang_image.data import pipeline
 
 
 def open_tiny(data_dir):
-  config = clip_config.get_config("batch=64")
+  config = clip_config.get_config("batch=64,data=shapes")
   config.data.update(variant="tiny", data_dir=data_dir)
   return config, pipeline.open_for(config)
 

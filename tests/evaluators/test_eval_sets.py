@@ -17,7 +17,7 @@ def eval_cfg(**overrides):
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tiny_data_dir):
-  data = clip_config.get_config().data
+  data = clip_config.get_config("data=shapes").data
   data.update(data_dir=tiny_data_dir, variant="tiny")
   return pipeline.open_dataset(data, max_len=24)
 

@@ -24,13 +24,14 @@ def test_scenes_config_trains_and_evaluates_on_scenes():
   # eval.dataset=auto follows the training data to its own eval set.
   assert config.data.name == "scenes" and choice.choose(config)[0] == "scenes"
   assert config.data.caption_noise == 0.0 and config.model.max_len == 48
-  assert choice.choose(clip_config.get_config())[0] == "shapes"  # Not the default.
+  assert choice.choose(clip_config.get_config())[0] == "scenes"  # The default data.
+  assert choice.choose(clip_config.get_config("data=shapes"))[0] == "shapes"
   config.data.caption_noise = 0.2
   checks.check_config(config.data)
   config.data.caption_noise = 1.5
   with pytest.raises(ConfigError, match=r"caption_noise must be a fraction in \[0, 1\]"):
     checks.check_config(config.data)
-  shapes_config = clip_config.get_config()
+  shapes_config = clip_config.get_config("data=shapes")
   shapes_config.data.caption_noise = 0.2
   with pytest.raises(ConfigError, match="'shapes' cannot make its captions noisy"):
     checks.check_config(shapes_config.data)

@@ -69,7 +69,7 @@ def test_zero_shot_of_imported_model_then_export(hf_dir, tiny_data_dir, tmp_path
   # weights unchanged.
   run = subprocess.run(
       [sys.executable, os.path.join(ROOT, "main.py"),
-       f"--config={os.path.join(ROOT, 'configs', 'clip.py')}:steps=1,batch=8",
+       f"--config={os.path.join(ROOT, 'configs', 'clip.py')}:steps=1,batch=8,data=shapes",
        f"--workdir={workdir}", f"--config.data.data_dir={tiny_data_dir}",
        "--config.data.variant=tiny", f"--config.init=hf:{directory}", *quick_eval_flags()],
       env=env(), capture_output=True, text=True, timeout=300)
@@ -84,7 +84,7 @@ def test_zero_shot_of_imported_model_then_export(hf_dir, tiny_data_dir, tmp_path
 
   # The run's checkpoint back to transformers: what `python -m lang_image.interop.export
   # --workdir=W --out=DIR` does, in this process (a second command would double the time).
-  config = clip_config.get_config("steps=1,batch=8")
+  config = clip_config.get_config("steps=1,batch=8,data=shapes")
   config.data.update(data_dir=tiny_data_dir, variant="tiny")
   config.init = f"hf:{directory}"
   towers, tokenizer = export.restore_towers(config, workdir)
