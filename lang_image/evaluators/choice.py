@@ -1,6 +1,6 @@
 """Which eval set a training run evaluates on (config.eval.dataset), and why.
 
-'auto' (the default) follows the training data: a run on a built-in dataset (`shapes`)
+'auto' (the default) follows the training data: a run on a built-in dataset (`scenes`, `shapes`)
 evaluates on that dataset's eval split; a run on one's own data evaluates only on what the
 config names, so that it never reports the embedded data's numbers as its own. Any other
 value is an eval set name (`eval_sets`): 'shapes', a prepared tfds set, a labelled folder in
