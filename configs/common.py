@@ -8,8 +8,8 @@ Arg string keys (e.g. `configs/clip.py:model=B/16,batch=32768,steps=100000`):
   res    image resolution (default: 64 for the mu CPU model, 224 otherwise).
   data   the training data: 'scenes' (the default: the generated multi-object benchmark,
          built on first use; the run evaluates on its label sets), 'shapes' (the earlier,
-         simpler generated dataset, one or two objects) or a source such as wds:/data/{00000..00099}.tar, csv:/data/train.csv
-         (README "Data", docs/data.md).
+         simpler generated dataset, one or two objects) or a source such as
+         wds:/data/{00000..00099}.tar, csv:/data/train.csv (README "Data", docs/data.md).
   seed   seed of parameters, data order and every random choice.
 """
 
